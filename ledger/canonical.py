@@ -1,0 +1,67 @@
+"""The canonical bytes of an event: what is hashed, stored beside the columns, and exported.
+
+Encoding 1: UTF-8 JSON, objects with keys sorted, no whitespace, arrays and objects whose leaves are
+strings, integers, booleans or null (no floats: money and decimals travel as strings), times as
+integer microseconds since the Unix epoch (UTC). The standard library's json module decodes it, so an
+auditor needs nothing else. jsonb rewrites keys and numbers, which is why we never hash jsonb::text.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+ENCODING = 1
+GENESIS = b"\x00" * 32
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_micros(t: datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError("naive datetime in an event")
+    d = t - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    from datetime import timedelta
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _check(value, path="$"):
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        raise ValueError(f"float at {path}: encode numbers as integers or strings")
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check(v, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"non-string key at {path}")
+            _check(v, f"{path}.{k}")
+        return
+    raise ValueError(f"unsupported {type(value).__name__} at {path}")
+
+
+def dumps(obj) -> bytes:
+    _check(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def event_document(*, tenant: str, seq: int, stream: str, stream_version: int, type: str,
+                   schema_version: int, effective_at: datetime, recorded_at: datetime,
+                   idempotency_key: str | None, metadata: dict, data: dict) -> dict:
+    return {
+        "v": ENCODING, "tenant": tenant, "seq": seq, "stream": stream,
+        "stream_version": stream_version, "type": type, "schema_version": schema_version,
+        "effective_us": to_micros(effective_at), "recorded_us": to_micros(recorded_at),
+        "idempotency_key": idempotency_key, "metadata": metadata, "data": data,
+    }
+
+
+def chain(prev_hash: bytes, canonical: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + canonical).digest()
