@@ -30,7 +30,7 @@ class Event(BaseModel):
     personal: ClassVar[frozenset[str]] = frozenset()
     subject_field: ClassVar[str | None] = None
 
-    def subject(self) -> str | None:
+    def subject_id(self) -> str | None:
         return getattr(self, self.subject_field) if self.subject_field else None
 
     def payload(self) -> dict:

@@ -140,7 +140,7 @@ class EventStore:
         """Seal personal data, hash, and insert `rows` after `head`, in the caller's transaction."""
         if not rows:
             return WriteResult([], head)
-        subjects = {r.new.event.subject() for r in rows if r.new.event.personal and r.new.event.subject()}
+        subjects = {r.new.event.subject_id() for r in rows if r.new.event.personal and r.new.event.subject_id()}
         keys = await self.keys.get_or_create(conn, tenant, subjects) if subjects else {}
         now = head.now
         seq, prev = head.seq, head.hash
@@ -151,7 +151,7 @@ class EventStore:
             payload = ev.payload()
             if ev.personal:
                 public, private = split_personal(payload, ev.personal)
-                subject = ev.subject()
+                subject = ev.subject_id()
                 if private and subject:
                     public[ENVELOPE_KEY] = seal(keys[subject], tenant, subject, private)
                     payload_stored = public

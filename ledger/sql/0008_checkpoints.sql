@@ -4,7 +4,8 @@ CREATE TABLE checkpoints (
   subscriber text COLLATE "C" NOT NULL,
   tenant_id  text COLLATE "C" NOT NULL,   -- '*' for the all-tenant reader
   seq        bigint NOT NULL DEFAULT 0,
-  horizon    xid8,
+  horizon    xid8,                          -- all-tenant reader: window start ...
+  window_end xid8,                          -- ... and end being read; seq = last position read in it
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (subscriber, tenant_id)
 );
