@@ -56,9 +56,10 @@ class Command:
 class Handler:
     """Executes one family of commands. Every method runs in the batch transaction, under the lock."""
 
-    def streams(self, command) -> Iterable[str]:
-        """Streams the command will probably touch, to fetch their versions in one round trip."""
-        return ()
+    def streams(self, command) -> Iterable[str] | None:
+        """Streams the command will probably touch, to fetch their versions in one round trip.
+        None (the default): the executor finds out by a dry run of `decide` (it is pure)."""
+        return None
 
     async def load(self, conn: asyncpg.Connection, tenant: str, commands: list) -> Any:
         """Read the state these commands decide against (set-based, one query if possible)."""
@@ -165,9 +166,8 @@ class CommandBus:
                 by_handler: dict[Handler, list] = {}
                 for it in batch:
                     by_handler.setdefault(it.command.handler, []).append(it.command)
-                hinted = [s for it in batch for s in it.command.handler.streams(it.command)]
-                versions = await stream_versions(conn, tenant, hinted)
                 states = {h: await h.load(conn, tenant, cmds) for h, cmds in by_handler.items()}
+                versions = await stream_versions(conn, tenant, self._hinted_streams(batch, states))
 
                 rows = []
                 spans: list[tuple[_Item, int, int]] = []
@@ -228,6 +228,20 @@ class CommandBus:
                 it.future.set_result(res)
             else:
                 it.future.set_result(it.decision.result)
+
+    @staticmethod
+    def _hinted_streams(batch: list[_Item], states: dict) -> set[str]:
+        out: set[str] = set()
+        for it in batch:
+            h = it.command.handler
+            hint = h.streams(it.command)
+            if hint is None:
+                try:   # dry run: decide is pure; later commands may differ, fetched lazily then
+                    hint = [c.stream for c in h.decide(states[h], it.command).changes]
+                except Exception:  # noqa: BLE001 - a rejection now is decided for real below
+                    hint = ()
+            out.update(hint)
+        return out
 
     @staticmethod
     def _key_first_event(decision: Decision, key: str) -> None:

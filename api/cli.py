@@ -1,0 +1,160 @@
+"""The `seatledger` command line."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from aiohttp import web
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+async def _migrate(args) -> int:
+    from ledger import db
+    from ledger.migrate import migrate
+    dsns = await db.resolve()
+    applied = await migrate(dsns.migrate)
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+async def _verify(args) -> int:
+    from ledger.verify import tenants, verify_tenant
+    from .runtime import Runtime
+    rt = await Runtime.start(pool_size=2)
+    expect = None
+    if args.expect_head:
+        s, _, h = args.expect_head.partition(":")
+        expect = (int(s), h)
+    bad = 0
+    try:
+        async with rt.pool.acquire() as conn:
+            names = [args.tenant] if args.tenant else await tenants(conn)
+            reports = []
+            for t in names:
+                rep = await verify_tenant(conn, t, expect_head=expect)
+                reports.append(rep)
+                if rep.ok:
+                    if not args.json:
+                        print(f"tenant {t}: chain intact through sequence {rep.head_seq}, head {rep.head_hash}")
+                else:
+                    bad += 1
+                    if not args.json:
+                        print(str(rep.broken))
+            if args.json:
+                _print_json([{"tenant": r.tenant, "ok": r.ok, "head_seq": r.head_seq, "head_hash": r.head_hash,
+                              "broken": None if r.ok else r.broken.__dict__} for r in reports])
+    finally:
+        await rt.close()
+    return 1 if bad else 0
+
+
+async def _erase(args) -> int:
+    from ledger.erasure import erase
+    from .runtime import Runtime
+    rt = await Runtime.start(pool_size=2)
+    try:
+        had = await erase(rt.store, args.tenant, args.subject, actor="cli", reason=args.reason)
+    finally:
+        await rt.close()
+    print(f"subject {args.subject} of tenant {args.tenant} erased" + ("" if had else " (no personal data was held)"))
+    return 0
+
+
+async def _tenant_create(args) -> int:
+    from ledger.executor import CommandRejected
+    from ledger.tenancy import CreateTenant
+    from .runtime import Runtime
+    rt = await Runtime.start(pool_size=2)
+    try:
+        try:
+            await rt.bus.execute(args.name, CreateTenant(args.name, args.name, args.timezone),
+                                 metadata={"actor": "cli", "source": "admin"})
+        except CommandRejected as exc:
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001
+            from ledger.store import ConcurrencyError
+            if isinstance(exc, ConcurrencyError):
+                print(f"error: tenant {args.name} exists", file=sys.stderr)
+                return 2
+            raise
+    finally:
+        await rt.close()
+    out = {"tenant": args.name, "timezone": args.timezone}
+    _print_json(out) if args.json else print(f"tenant {args.name} created")
+    return 0
+
+
+async def _serve(args, demo: bool = False) -> int:
+    from .app import make_app
+    from .runtime import Runtime
+    rt = await Runtime.start()
+    if demo:
+        from .demo import seed
+        await seed(rt)
+    app = make_app(rt)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    base = f"http://{args.host}:{args.port}"
+    print(f"seatledger listening on {base}  (PostgreSQL: {'embedded' if rt.dsns.embedded else 'configured URL'})")
+    if demo:
+        from .demo import explain
+        explain(rt, base)
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    import signal
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)   # stop cleanly so the embedded PostgreSQL stops too
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await rt.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="seatledger", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("migrate", help="apply database migrations")
+    for name, hlp in (("serve", "run the service"), ("demo", "run the service with a seeded demo tenant")):
+        sp = sub.add_parser(name, help=hlp)
+        sp.add_argument("--host", default="127.0.0.1")
+        sp.add_argument("--port", type=int, default=8080)
+    v = sub.add_parser("verify", help="check the hash chain of every tenant (or one)")
+    v.add_argument("--tenant")
+    v.add_argument("--expect-head", metavar="SEQ:HASH", help="a head recorded earlier that the chain must contain")
+    v.add_argument("--json", action="store_true")
+    e = sub.add_parser("erase", help="erase a subject's personal data (the chain stays valid)")
+    e.add_argument("--tenant", required=True)
+    e.add_argument("--subject", required=True)
+    e.add_argument("--reason")
+    t = sub.add_parser("tenant", help="tenant administration")
+    tsub = t.add_subparsers(dest="tcmd", required=True)
+    tc = tsub.add_parser("create")
+    tc.add_argument("name")
+    tc.add_argument("--timezone", default="UTC")
+    tc.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    handlers = {"migrate": _migrate, "verify": _verify, "erase": _erase,
+                "serve": _serve, "demo": lambda a: _serve(a, demo=True)}
+    fn = _tenant_create if args.cmd == "tenant" else handlers[args.cmd]
+    try:
+        code = asyncio.run(fn(args))
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
