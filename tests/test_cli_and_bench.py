@@ -29,7 +29,8 @@ def test_bench_append_quick():
 def cli_env(tmp_path_factory, dsns):
     # the CLI runs as its own process against the test database
     if dsns.embedded:
-        return {"SEATLEDGER_DATABASE": dsns.migrate.rsplit("/", 1)[-1].split("?")[0]}
+        from urllib.parse import urlsplit
+        return {"SEATLEDGER_DATABASE": urlsplit(dsns.migrate).path.lstrip("/")}
     return {"SEATLEDGER_DATABASE_URL": dsns.migrate}
 
 
