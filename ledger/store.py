@@ -73,15 +73,11 @@ WITH ins AS (
               $11::timestamptz[], $12::text[], $13::bytea[], $14::bytea[], $15::bytea[])
        AS t(seq, stream, sv, type, schv, data, meta, eff, ikey, canon, prev, hash)
   RETURNING position
-), st AS (
-  INSERT INTO streams (tenant_id, stream, version)
-  SELECT $1, s, v FROM unnest($16::text[], $17::int[]) AS u(s, v)
-  ON CONFLICT (tenant_id, stream) DO UPDATE SET version = EXCLUDED.version
 ), hd AS (
-  UPDATE tenant_heads SET seq = $18, hash = $19, recorded_at = $2 WHERE tenant_id = $1
+  UPDATE tenant_heads SET seq = $16, hash = $17, recorded_at = $2 WHERE tenant_id = $1
 )
 SELECT (SELECT array_agg(position ORDER BY position) FROM ins) AS positions,
-       pg_notify('seatledger_events', $1 || ':' || $18::text)
+       pg_notify('seatledger_events', $1 || ':' || $16::text)
 """
 
 _SELECT_EVENTS = """
@@ -103,9 +99,12 @@ async def stream_versions(conn: asyncpg.Connection, tenant: str, streams: Iterab
     names = list(set(streams))
     if not names:
         return {}
+    # The unique index (tenant_id, stream, stream_version) answers this with one short backward
+    # index scan per stream; no separate versions table to update on every append.
     rows = await conn.fetch(
-        "SELECT stream, version FROM streams WHERE tenant_id = $1 AND stream = ANY($2::text[])", tenant, names)
-    found = {r["stream"]: r["version"] for r in rows}
+        "SELECT s.stream, (SELECT max(e.stream_version) FROM events e WHERE e.tenant_id = $1 "
+        "AND e.stream = s.stream) AS version FROM unnest($2::text[]) AS s(stream)", tenant, names)
+    found = {r["stream"]: r["version"] or 0 for r in rows}
     return {s: found.get(s, 0) for s in names}
 
 
@@ -178,12 +177,7 @@ class EventStore:
                 effective_at=eff, recorded_at=now, idempotency_key=r.new.idempotency_key,
                 hash=h, prev_hash=prev, _decoded=ev))
             prev = h
-        last_versions: dict[str, int] = {}
-        for r in rows:
-            last_versions[r.stream] = r.stream_version
-        res = await conn.fetchrow(
-            _WRITE, tenant, now, canonical.ENCODING, *cols,
-            list(last_versions), list(last_versions.values()), seq, prev)
+        res = await conn.fetchrow(_WRITE, tenant, now, canonical.ENCODING, *cols, seq, prev)
         for rec, pos in zip(recorded, res["positions"]):
             rec.position = pos
         return WriteResult(recorded, Head(seq=seq, hash=prev, now=now))

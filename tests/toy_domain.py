@@ -65,7 +65,7 @@ class SlotHandler(Handler):
         self.slots = slots
 
     async def load(self, conn, tenant, commands):
-        rows = await conn.fetchval("SELECT version FROM streams WHERE tenant_id = $1 AND stream = 'slots'", tenant)
+        rows = await conn.fetchval("SELECT max(stream_version) FROM events WHERE tenant_id = $1 AND stream = 'slots'", tenant)
         return {"used": rows or 0}
 
     def decide(self, state, cmd):

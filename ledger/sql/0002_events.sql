@@ -23,5 +23,5 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_idempotency ON events (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_tx ON events (tx, position);
-CREATE INDEX events_tenant_type ON events (tenant_id, type, seq);
-CREATE INDEX events_tenant_effective ON events (tenant_id, effective_at);
+-- Audit queries by type/actor/time scan a tenant's sequence range; add narrower indexes only when
+-- a benchmark shows the need (each costs every append).
