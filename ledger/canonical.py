@@ -11,6 +11,8 @@ import hashlib
 import json
 from datetime import datetime, timezone
 
+import orjson
+
 ENCODING = 1
 GENESIS = b"\x00" * 32
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -46,10 +48,16 @@ def _check(value, path="$"):
     raise ValueError(f"unsupported {type(value).__name__} at {path}")
 
 
-def dumps(obj) -> bytes:
-    _check(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+def dumps(obj, *, checked_data: bool = False) -> bytes:
+    """Encode an event document. `checked_data`: the data comes from a registered event model,
+    whose field types were checked for floats at registration, so only the rest is walked."""
+    if checked_data:
+        _check({k: v for k, v in obj.items() if k != "data"})
+    else:
+        _check(obj)
+    # orjson with sorted keys emits exactly json.dumps(sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False) for these values (ASCII keys, no floats), several times faster.
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 def event_document(*, tenant: str, seq: int, stream: str, stream_version: int, type: str,

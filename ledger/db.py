@@ -101,5 +101,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET synchronous_commit = on")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """asyncpg's default reset on release costs a round trip (UNLISTEN, RESET ALL, advisory unlock).
+    Our pooled connections never keep session state: every transaction is opened and closed by a
+    context manager, locks are transaction-scoped, LISTEN lives on a dedicated connection."""
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init_connection)
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init_connection,
+                                     reset=_no_reset)

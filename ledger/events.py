@@ -42,6 +42,10 @@ def event(name: str, version: int = 1):
         versions = _registry.setdefault(name, {})
         if version in versions and versions[version] is not cls:
             raise ValueError(f"event {name} v{version} registered twice")
+        for fname, f in cls.model_fields.items():
+            # canonical bytes carry no floats (money and decimals travel as strings)
+            if "float" in repr(f.annotation):
+                raise TypeError(f"event {name}.{fname}: float fields are not allowed, use int/str/Decimal")
         cls.type_name = name
         cls.version = version
         versions[version] = cls

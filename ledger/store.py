@@ -164,7 +164,7 @@ class EventStore:
                 tenant=tenant, seq=seq, stream=r.stream, stream_version=r.stream_version,
                 type=ev.type_name, schema_version=ev.version, effective_at=eff, recorded_at=now,
                 idempotency_key=r.new.idempotency_key, metadata=r.metadata, data=payload_stored)
-            canon = canonical.dumps(doc)
+            canon = canonical.dumps(doc, checked_data=True)
             h = canonical.chain(prev, canon)
             for col, val in zip(cols, (seq, r.stream, r.stream_version, ev.type_name, ev.version,
                                        orjson.dumps(payload_stored).decode(),

@@ -80,3 +80,20 @@ async def test_tenants_are_independent(bus, store, tenant):
     res = await gather(bus, other, [ClaimName("same")])
     assert res == [{"name": "same"}]
     assert (await store.read_tenant(other))[0].seq == 1
+
+
+async def test_stale_expectation_from_another_process_is_a_conflict(store, tenant):
+    """Bus A caches stream versions; bus B (another process) appends; A's cache must not be trusted."""
+    from ledger.store import ConcurrencyError
+    from toy_domain import Expect
+    a, b = CommandBus(store), CommandBus(store)
+    try:
+        assert await a.execute(tenant, Expect("s", 0, "a1")) == "a1"
+        assert await b.execute(tenant, Expect("s", 1, "b2")) == "b2"
+        with pytest.raises(ConcurrencyError):
+            await a.execute(tenant, Expect("s", 1, "a2"))      # stale: the stream is at 2
+        res = await gather(a, tenant, [Expect("s", 2, "a3"), Expect("s", 2, "a3-dup"), Expect("new", 0, "n")])
+        assert res[0] == "a3" and isinstance(res[1], ConcurrencyError) and res[2] == "n"
+    finally:
+        await a.close(); await b.close()
+    assert [e.data["text"] for e in await store.read_stream(tenant, "s")] == ["a1", "b2", "a3"]

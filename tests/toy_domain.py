@@ -125,3 +125,18 @@ class Boom(Command):
 TOY_SQL = """CREATE TABLE IF NOT EXISTS toy_names (tenant_id text NOT NULL, name text NOT NULL,
              PRIMARY KEY (tenant_id, name));
              GRANT SELECT, INSERT ON toy_names TO seatledger_app;"""
+
+
+class ExpectHandler(Handler):
+    """Appends with an explicit expected version, as a decider that knows its stream would."""
+
+    def decide(self, state, cmd):
+        return Decision([StreamChange(cmd.stream, cmd.expected, [NewEvent(Noted(text=cmd.text))])], result=cmd.text)
+
+
+@dataclass
+class Expect(Command):
+    stream: str
+    expected: int
+    text: str
+    handler = ExpectHandler()
