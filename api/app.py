@@ -1,11 +1,78 @@
-"""The aiohttp application."""
+"""The aiohttp application: routing, authentication, errors that never leak a stack trace."""
 from __future__ import annotations
+
+import logging
+import re
+import uuid
 
 from aiohttp import web
 
+from .auth import AuthError, Principal, TokenCache, authorize
 from .runtime import Runtime
+from .scim_errors import SCIM_CONTENT_TYPE, scim_error
 
+log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
+TOKENS = web.AppKey("tokens", TokenCache)
+PRINCIPAL = "principal"
+
+# Which scopes may call what. SCIM provisioning is `scim`; everything under /v1/<tenant>/ names
+# its scopes on the route (default: admin).
+SCIM_SCOPES = ("scim",)
+
+
+def _is_scim(path: str) -> bool:
+    return path.startswith("/scim/v2/")
+
+
+_TENANT_PATH = re.compile(r"^/(?:scim/v2|v1)/([^/]+)(?:/|$)")
+
+
+def _tenant_of(request: web.Request) -> str | None:
+    """The tenant a URL names, matched or not: an unknown path under tenant B is still B's, so a
+    token of tenant A gets 403 there rather than learning which paths exist."""
+    t = request.match_info.get("tenant")
+    if t is None:
+        m = _TENANT_PATH.match(request.path)
+        if m and m.group(1) != "audit":
+            t = m.group(1)
+    return t
+
+
+@web.middleware
+async def errors_and_auth(request: web.Request, handler):
+    request["request_id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    path = request.path
+    scim = _is_scim(path)
+    try:
+        tenant = _tenant_of(request)
+        if tenant is not None:
+            principal = await request.app[TOKENS].authenticate(request.headers.get("Authorization"))
+            scopes = SCIM_SCOPES if scim else getattr(handler, "scopes", ("admin",))
+            authorize(principal, tenant, scopes)
+            request[PRINCIPAL] = principal
+        return await handler(request)
+    except AuthError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if scim:
+            return scim_error(exc.status, exc.detail, headers=headers)
+        return web.json_response({"error": exc.detail, "status": exc.status}, status=exc.status, headers=headers)
+    except web.HTTPException as exc:
+        if scim and exc.status >= 400:
+            return scim_error(exc.status, exc.reason or "error", headers=None)
+        raise
+    except Exception:  # noqa: BLE001 - never a stack trace to the client
+        log.exception("unhandled error on %s %s (request %s)", request.method, path, request["request_id"])
+        if scim:
+            return scim_error(500, f"internal error (request {request['request_id']})")
+        return web.json_response({"error": "internal error", "request_id": request["request_id"]}, status=500)
+
+
+def scopes(*names: str):
+    def mark(fn):
+        fn.scopes = names
+        return fn
+    return mark
 
 
 async def health(request: web.Request) -> web.Response:
@@ -15,8 +82,22 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "embedded_postgres": rt.dsns.embedded})
 
 
+@scopes("auditor", "admin")
+async def audit_head(request: web.Request) -> web.Response:
+    seq, h = await request.app[RUNTIME].store.head(request.match_info["tenant"])
+    return web.json_response({"tenant": request.match_info["tenant"], "seq": seq, "hash": h.hex()})
+
+
+async def service_provider_config(request: web.Request) -> web.Response:
+    from .scim_discovery import service_provider_config as spc
+    return web.json_response(spc(str(request.url.with_query(None))), content_type=SCIM_CONTENT_TYPE)
+
+
 def make_app(runtime: Runtime) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_and_auth])
     app[RUNTIME] = runtime
+    app[TOKENS] = TokenCache(runtime.pool)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/v1/{tenant}/audit/head", audit_head)
+    app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     return app

@@ -69,6 +69,7 @@ async def _erase(args) -> int:
 async def _tenant_create(args) -> int:
     from ledger.executor import CommandRejected
     from ledger.tenancy import CreateTenant
+    from ledger.tokens import IssueToken
     from .runtime import Runtime
     rt = await Runtime.start(pool_size=2)
     try:
@@ -84,10 +85,44 @@ async def _tenant_create(args) -> int:
                 print(f"error: tenant {args.name} exists", file=sys.stderr)
                 return 2
             raise
+        issue = IssueToken("scim", label="created with the tenant")
+        await rt.bus.execute(args.name, issue, metadata={"actor": "cli", "source": "admin"})
     finally:
         await rt.close()
-    out = {"tenant": args.name, "timezone": args.timezone}
-    _print_json(out) if args.json else print(f"tenant {args.name} created")
+    out = {"tenant": args.name, "timezone": args.timezone,
+           "scim_url": f"{args.base_url.rstrip('/')}/scim/v2/{args.name}", "token": issue.token,
+           "token_id": issue.token_id}
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"tenant {args.name} created\nSCIM base URL: {out['scim_url']}\n"
+              f"token (scope scim, shown once): {issue.token}")
+    return 0
+
+
+async def _token(args) -> int:
+    from ledger.executor import CommandRejected
+    from ledger.tokens import IssueToken, RevokeToken
+    from .runtime import Runtime
+    rt = await Runtime.start(pool_size=2)
+    meta = {"actor": "cli", "source": "admin"}
+    try:
+        if args.tkcmd == "create":
+            cmd = IssueToken(args.scope, label=args.label)
+            await rt.bus.execute(args.tenant, cmd, metadata=meta)
+            out = {"tenant": args.tenant, "scope": args.scope, "token": cmd.token, "token_id": cmd.token_id}
+        else:
+            await rt.bus.execute(args.tenant, RevokeToken(args.token_id), metadata=meta)
+            out = {"tenant": args.tenant, "token_id": args.token_id, "revoked": True}
+    except CommandRejected as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        await rt.close()
+    if args.json:
+        _print_json(out)
+    else:
+        print(out.get("token") or f"token {args.token_id} revoked")
     return 0
 
 
@@ -145,10 +180,24 @@ def main(argv: list[str] | None = None) -> None:
     tc.add_argument("name")
     tc.add_argument("--timezone", default="UTC")
     tc.add_argument("--json", action="store_true")
+    tc.add_argument("--base-url", default="http://127.0.0.1:8080")
+    k = sub.add_parser("token", help="bearer tokens of a tenant")
+    ksub = k.add_subparsers(dest="tkcmd", required=True)
+    kc = ksub.add_parser("create")
+    kc.add_argument("tenant")
+    kc.add_argument("--scope", required=True, choices=["scim", "admin", "auditor", "billing", "entitlement"])
+    kc.add_argument("--label")
+    kc.add_argument("--json", action="store_true")
+    kr = ksub.add_parser("revoke")
+    kr.add_argument("tenant")
+    kr.add_argument("token_id")
+    kr.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     handlers = {"migrate": _migrate, "verify": _verify, "erase": _erase,
                 "serve": _serve, "demo": lambda a: _serve(a, demo=True)}
-    fn = _tenant_create if args.cmd == "tenant" else handlers[args.cmd]
+    handlers["tenant"] = _tenant_create
+    handlers["token"] = _token
+    fn = handlers[args.cmd]
     try:
         code = asyncio.run(fn(args))
     except KeyboardInterrupt:

@@ -37,11 +37,20 @@ def cli_env(tmp_path_factory, dsns):
 def test_cli_tenant_create_and_verify(cli_env):
     p = run("-m", "api.cli", "tenant", "create", "cli-tenant", "--timezone", "Europe/Paris", "--json", env=cli_env)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["tenant"] == "cli-tenant"
+    out = json.loads(p.stdout)
+    assert out["tenant"] == "cli-tenant" and out["scim_url"].endswith("/scim/v2/cli-tenant")
+    assert out["token"].startswith("slt_") and len(out["token"]) > 43
+    p = run("-m", "api.cli", "token", "create", "cli-tenant", "--scope", "auditor", "--json", env=cli_env)
+    assert p.returncode == 0, p.stderr
+    tid = json.loads(p.stdout)["token_id"]
+    p = run("-m", "api.cli", "token", "revoke", "cli-tenant", tid, env=cli_env)
+    assert p.returncode == 0 and "revoked" in p.stdout
+    p = run("-m", "api.cli", "token", "create", "no-such-tenant", "--scope", "scim", env=cli_env)
+    assert p.returncode == 2 and "no such tenant" in p.stderr
     p = run("-m", "api.cli", "tenant", "create", "Bad Name!", env=cli_env)
     assert p.returncode == 2 and "tenant ids" in p.stderr
     p = run("-m", "api.cli", "verify", "--tenant", "cli-tenant", env=cli_env)
     assert p.returncode == 0, p.stderr
-    assert "chain intact through sequence 1" in p.stdout
+    assert "chain intact through sequence 4" in p.stdout
     p = run("-m", "api.cli", "verify", "--tenant", "cli-tenant", "--expect-head", "1:" + "ab" * 32, env=cli_env)
     assert p.returncode == 1 and "recorded head" in p.stdout
