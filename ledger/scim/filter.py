@@ -57,7 +57,8 @@ from .schema import ATTRNAME_RE, Attribute, ResolvedAttr, ResourceSchema, split_
 __all__ = [
     "FilterError", "PathError", "AttrPath", "ValuePath", "Compare", "Present", "ValueFilter",
     "And", "Or", "Not", "BoundPath", "parse_filter", "parse_path", "bind", "bind_path",
-    "evaluate", "format_filter", "values_of", "sort_value", "parse_datetime", "COMPARE_OPS",
+    "evaluate", "format_filter", "values_of", "sort_value", "sort_target", "parse_datetime",
+    "value_filter_template", "COMPARE_OPS",
 ]
 
 
@@ -810,11 +811,34 @@ def evaluate(node: Node, resource: Any) -> bool:
     raise TypeError(f"not a filter node: {node!r}")
 
 
+def value_filter_template(node: Node) -> dict[str, Any] | None:
+    """The element a bound value filter describes, for PATCH's "a value path that matches
+    nothing creates the element" (Entra: `add phoneNumbers[type eq "mobile"].value`):
+    `type eq "mobile" and primary eq true` -> {"type": "mobile", "primary": True} (canonical
+    sub-attribute names, values as written; numbers as int/float, dateTimes as ISO text).
+    None unless the filter is an eq comparison or a conjunction of them on sub-attributes."""
+    out: dict[str, Any] = {}
+    for c in node.operands if isinstance(node, And) else (node,):
+        if not (isinstance(c, Compare) and c.op == "eq" and isinstance(c.path, BoundPath)
+                and c.path.sub is None and c.path.value_filter is None):
+            return None
+        v: Any = c.value
+        if isinstance(v, Decimal):
+            v = int(v) if v == v.to_integral_value() else float(v)
+        elif isinstance(v, datetime):
+            v = v.isoformat().replace("+00:00", "Z")
+        name = c.path.attribute.name
+        if name in out and out[name] != v:
+            return None
+        out[name] = v
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # Sorting (the in-memory twin of projections.scim_filter_sql.compile_sort)
 
 
-def _sort_target(resolved: ResolvedAttr) -> tuple[Attribute, Attribute | None]:
+def sort_target(resolved: ResolvedAttr) -> tuple[Attribute, Attribute | None]:
     """(attribute, sub) to sort by; a complex attribute sorts by its `value`."""
     a, sub = resolved.attribute, resolved.sub_attribute
     if sub is None and a.is_complex:
@@ -832,7 +856,7 @@ def sort_value(resolved: ResolvedAttr, resource: dict[str, Any]) -> Any:
     Strings: casefolded unless caseExact (code point order); numbers: Decimal; booleans;
     dateTimes: aware datetime. Multi-valued: the value of the primary element, else the first
     element that has one (RFC 7644 §3.4.2.3)."""
-    a, sub = _sort_target(resolved)
+    a, sub = sort_target(resolved)
     target = sub or a
     base: Any = resource
     for k in resolved.container:

@@ -151,6 +151,8 @@ class CompiledSchema:
                                    if a.required and a.mutability != "readOnly")
         self.immutable: tuple[CAttr, ...] = tuple(
             a for a in self.all_attrs() if a.mutability == "immutable")
+        #: PATCH path text -> resolved target (filled by ledger.scim.patch)
+        self.path_cache: dict[str, Any] = {}
 
     def all_attrs(self):
         yield from self.core.values()
