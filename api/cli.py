@@ -130,9 +130,10 @@ async def _serve(args, demo: bool = False) -> int:
     from .app import make_app
     from .runtime import Runtime
     rt = await Runtime.start()
+    tokens = {}
     if demo:
         from .demo import seed
-        await seed(rt)
+        tokens = await seed(rt)
     app = make_app(rt)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -142,7 +143,7 @@ async def _serve(args, demo: bool = False) -> int:
     print(f"seatledger listening on {base}  (PostgreSQL: {'embedded' if rt.dsns.embedded else 'configured URL'})")
     if demo:
         from .demo import explain
-        explain(rt, base)
+        explain(rt, base, tokens)
     sys.stdout.flush()
     stop = asyncio.Event()
     import signal

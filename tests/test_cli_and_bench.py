@@ -54,3 +54,48 @@ def test_cli_tenant_create_and_verify(cli_env):
     assert "chain intact through sequence 4" in p.stdout
     p = run("-m", "api.cli", "verify", "--tenant", "cli-tenant", "--expect-head", "1:" + "ab" * 32, env=cli_env)
     assert p.returncode == 1 and "recorded head" in p.stdout
+
+
+async def test_migrations_are_safe_twice_and_concurrently(dsns):
+    import asyncio
+    import uuid as _uuid
+    import asyncpg
+    from ledger import db
+    from ledger.migrate import migrate
+    name = "sl_mig_" + _uuid.uuid4().hex[:8]
+    await db.ensure_database(dsns.migrate, name)
+    target = db.with_database(dsns.migrate, name)
+    try:
+        first, second = await asyncio.gather(migrate(target), migrate(target))
+        assert sorted(first + second) == sorted(set(first + second)), "each file applied once"
+        assert len(first + second) >= 9
+        assert await migrate(target) == []
+    finally:
+        admin = await asyncpg.connect(db.with_database(dsns.migrate, "postgres"))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
+    import socket
+    import time
+    import urllib.request
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "demo", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **cli_env})
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert json.loads(r.read())["status"] == "ok"
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("demo did not come up")
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "/scim/v2/demo" in out and "auditor token:  slt_" in out
