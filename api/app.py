@@ -100,4 +100,14 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/{tenant}/audit/head", audit_head)
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
+    # Feature modules register their own routes (each owns its file).
+    import importlib
+    for name in ("api.scim_http", "api.audit"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.setup(app)
     return app

@@ -69,3 +69,33 @@ async def _toy_schema(pg_pool):
     from toy_domain import TOY_SQL
     async with pg_pool.acquire() as conn:
         await conn.execute(TOY_SQL)
+
+
+@pytest.fixture(scope="session")
+async def service(dsns, app_pool, store):
+    """The real HTTP service on a free port (aiohttp TestServer), sharing the test database.
+    Yields (server, runtime); `server.make_url(path)` gives absolute URLs."""
+    from aiohttp.test_utils import TestServer
+    from api.app import make_app
+    from api.runtime import Runtime
+    rt = Runtime(dsns, app_pool, store, CommandBus(store))
+    srv = TestServer(make_app(rt), host="127.0.0.1")
+    await srv.start_server()
+    yield srv, rt
+    await srv.close()
+    await rt.bus.close()
+
+
+@pytest.fixture
+async def tenant_tokens(service, tenant):
+    """A fresh tenant with one token per scope: {'tenant': id, 'scim': token, 'admin': ..., ...}."""
+    from ledger.tenancy import CreateTenant
+    from ledger.tokens import SCOPES, IssueToken
+    _, rt = service
+    await rt.bus.execute(tenant, CreateTenant(tenant, tenant))
+    out = {"tenant": tenant}
+    for s in SCOPES:
+        cmd = IssueToken(s)
+        await rt.bus.execute(tenant, cmd)
+        out[s] = cmd.token
+    return out
