@@ -16,8 +16,11 @@ Every writer - SCIM, admin API, scheduler, reconciler - goes through here.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Iterable, Sequence
 
 import asyncpg
@@ -28,6 +31,11 @@ from .store import (ConcurrencyError, EventStore, StreamChange, check_versions, 
                     plan_rows, stream_versions)
 
 log = logging.getLogger(__name__)
+
+# The batch's recorded time (clock_timestamp() after the tenant lock, monotonic per tenant). Deciders
+# that depend on time (expiries, grace periods) read it in `load` and keep it in their state, so
+# `decide` stays a pure function of its arguments.
+BATCH_NOW: contextvars.ContextVar[datetime] = contextvars.ContextVar("seatledger_batch_now")
 
 
 class CommandRejected(Exception):
@@ -55,6 +63,10 @@ class Command:
 
 class Handler:
     """Executes one family of commands. Every method runs in the batch transaction, under the lock."""
+
+    # True: each command of this handler is decided in a batch of its own (its `load` reads
+    # projections that other commands of a shared batch would change only after all decisions).
+    exclusive = False
 
     def streams(self, command) -> Iterable[str] | None:
         """Streams the command will probably touch, to fetch their versions in one round trip.
@@ -93,7 +105,7 @@ class CommandBus:
         self.store = store
         self.pool = store.pool
         self.batch_max = batch_max
-        self._queues: dict[str, asyncio.Queue[_Item]] = {}
+        self._queues: dict[str, collections.deque[_Item]] = {}
         self._writers: dict[str, asyncio.Task] = {}
         # Stream versions as of a tenant's head seq, from our own commits. Valid exactly when the
         # head we lock still has that seq: nobody (no other process either) appended since.
@@ -107,8 +119,8 @@ class CommandBus:
         item = _Item(command, dict(metadata or {}), idempotency_key, fut)
         q = self._queues.get(tenant)
         if q is None:
-            q = self._queues[tenant] = asyncio.Queue()
-        q.put_nowait(item)
+            q = self._queues[tenant] = collections.deque()
+        q.append(item)
         w = self._writers.get(tenant)
         if w is None or w.done():
             self._writers[tenant] = asyncio.create_task(self._writer(tenant, q))
@@ -124,11 +136,12 @@ class CommandBus:
             except (asyncio.CancelledError, Exception):
                 pass
 
-    async def _writer(self, tenant: str, q: asyncio.Queue) -> None:
-        while not q.empty():
-            batch = [q.get_nowait()]
-            while len(batch) < self.batch_max and not q.empty():
-                batch.append(q.get_nowait())
+    async def _writer(self, tenant: str, q: collections.deque) -> None:
+        while q:
+            batch = [q.popleft()]
+            if not batch[0].command.handler.exclusive:
+                while len(batch) < self.batch_max and q and not q[0].command.handler.exclusive:
+                    batch.append(q.popleft())
             try:
                 await self._run(tenant, batch)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -161,6 +174,7 @@ class CommandBus:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 head = await lock_head(conn, tenant)
+                BATCH_NOW.set(head.now)
                 keys = [it.key for it in batch if it.key]
                 done: dict[str, Any] = {}
                 if keys:

@@ -21,7 +21,8 @@ Seat rules, decided here and nowhere else:
 * Downsizing below use ends the most recently assigned seats first (policy "lifo", named in the
   event) - except under `allow`, where the extra holders stay and are flagged overage.
 * Nothing is valid outside the term: at the term end every seat ends (LicenceExpired, effective at
-  the term end, even when recorded later).
+  the term end, even when recorded later) and nobody waits for an ended pool; a renewal re-applies
+  the rules.
 """
 from __future__ import annotations
 
@@ -306,9 +307,12 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
 
     # 1. time: seats past the term end expire at the term end; grace periods that ran out end.
     end = t.term_end_at(now)
-    if now >= end:
+    ended = now >= end
+    if ended:
         for s in sorted(work.held(), key=lambda s: s.order):
             emit(LicenceExpired(pool_id=pid, user_id=s.user_id, term_end=end), end)
+        for s in work.waiting():
+            emit(SeatDequeued(pool_id=pid, user_id=s.user_id, reason="term_ended"), end)
     for s in sorted(work.held(), key=lambda s: s.order):
         if s.state == "suspended" and s.suspended_until is not None and s.suspended_until <= now:
             emit(SeatReleased(pool_id=pid, user_id=s.user_id, reason="grace_ended"), s.suspended_until)
@@ -353,7 +357,7 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
             emit(SeatReleased(pool_id=pid, user_id=s.user_id, reason="downsized", policy="lifo"))
 
     # 4. new requests queue in priority order, then everyone waiting is served while seats are free
-    for uid, d in sorted(requests, key=lambda r: (r[1].priority, r[0])):
+    for uid, d in sorted(requests, key=lambda r: (r[1].priority, r[0])) if not ended else ():
         emit(SeatQueued(pool_id=pid, user_id=uid, grants=sorted(d.grants), priority=d.priority))
     _fill(work, now, emit)
     return out

@@ -1,0 +1,152 @@
+"""Licence projections: pools (terms + change timeline), seats, rules, admin grants.
+
+The write side loads pool state from here under the tenant lock, decides, evolves, and writes back
+the difference in the same transaction (inline projection: a SCIM client reads its seat at once).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+
+from ledger.licence_rules import Rule
+from ledger.licences import PoolState, Seat, Terms
+
+
+def _ts(d: datetime) -> str:
+    return d.isoformat()
+
+
+def terms_to_json(t: Terms) -> str:
+    return orjson.dumps({
+        "pool_id": t.pool_id, "product_id": t.product_id, "seats": t.seats,
+        "term_start": _ts(t.term_start), "term_end": _ts(t.term_end), "currency": t.currency,
+        "price_minor": t.price_minor, "overage_price_minor": t.overage_price_minor,
+        "billing_mode": t.billing_mode, "grace_seconds": t.grace_seconds,
+        "overage_policy": t.overage_policy, "overage_cap": t.overage_cap,
+        "changes": [[_ts(at), k, (_ts(v) if isinstance(v, datetime) else v)] for at, k, v in t.changes],
+    }).decode()
+
+
+def terms_from_json(d: dict | str) -> Terms:
+    if isinstance(d, str):
+        d = orjson.loads(d)
+    dt = datetime.fromisoformat
+    changes = []
+    for at, k, v in d["changes"]:
+        if k == "renew":
+            v = dt(v)
+        elif k == "reprice":
+            v = tuple(v)
+        changes.append((dt(at), k, v))
+    return Terms(d["pool_id"], d["product_id"], d["seats"], dt(d["term_start"]), dt(d["term_end"]),
+                 d["currency"], d["price_minor"], d["overage_price_minor"], d["billing_mode"],
+                 d["grace_seconds"], d["overage_policy"], d["overage_cap"], changes)
+
+
+async def load_pools(conn, tenant: str, pool_ids: list[str] | None = None) -> dict[str, PoolState]:
+    if pool_ids is None:
+        prow = await conn.fetch("SELECT pool_id, terms, counter FROM licence_pools WHERE tenant_id = $1", tenant)
+    else:
+        prow = await conn.fetch("SELECT pool_id, terms, counter FROM licence_pools WHERE tenant_id = $1 "
+                                "AND pool_id = ANY($2::text[])", tenant, pool_ids)
+    pools = {r["pool_id"]: PoolState(terms_from_json(r["terms"]), {}, r["counter"]) for r in prow}
+    if pools:
+        for r in await conn.fetch(
+                "SELECT pool_id, user_id, state, grants, priority, since, requested_at, overage, suspended_until, ord "
+                "FROM licence_seats WHERE tenant_id = $1 AND pool_id = ANY($2::text[])", tenant, list(pools)):
+            pools[r["pool_id"]].seats[r["user_id"]] = Seat(
+                r["user_id"], r["state"], frozenset(r["grants"]), r["priority"], r["since"], r["requested_at"],
+                r["overage"], r["suspended_until"], r["ord"])
+    return pools
+
+
+async def load_rules(conn, tenant: str) -> list[Rule]:
+    return [Rule(r["pool_id"], r["rule_id"], r["priority"], r["kind"], r["group_id"], r["filter"])
+            for r in await conn.fetch("SELECT pool_id, rule_id, priority, kind, group_id, filter FROM licence_rules "
+                                      "WHERE tenant_id = $1 ORDER BY pool_id, priority, rule_id", tenant)]
+
+
+async def save_pools(conn, tenant: str, before: dict[str, dict[str, Seat]], pools: dict[str, PoolState],
+                     new_pools: set[str] = frozenset()) -> None:
+    """Write the difference between the seats loaded (`before`) and the evolved `pools`."""
+    if not pools:
+        return
+    await conn.executemany(
+        "INSERT INTO licence_pools (tenant_id, pool_id, product_id, terms, counter) VALUES ($1, $2, $3, $4::jsonb, $5) "
+        "ON CONFLICT (tenant_id, pool_id) DO UPDATE SET terms = EXCLUDED.terms, counter = EXCLUDED.counter",
+        [(tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter) for pid, p in pools.items()])
+    gone, upserts = [], []
+    for pid, p in pools.items():
+        old = before.get(pid, {})
+        for uid in old.keys() - p.seats.keys():
+            gone.append((pid, uid))
+        for uid, s in p.seats.items():
+            if old.get(uid) != s:
+                upserts.append((tenant, pid, uid, s.state, sorted(s.grants), s.priority, s.since, s.requested_at,
+                                s.overage, s.suspended_until, s.order))
+    if gone:
+        await conn.execute(
+            "DELETE FROM licence_seats s USING unnest($2::text[], $3::text[]) AS g(p, u) "
+            "WHERE s.tenant_id = $1 AND s.pool_id = g.p AND s.user_id = g.u",
+            tenant, [g[0] for g in gone], [g[1] for g in gone])
+    if upserts:
+        await conn.executemany(
+            "INSERT INTO licence_seats (tenant_id, pool_id, user_id, state, grants, priority, since, requested_at, "
+            "overage, suspended_until, ord) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (tenant_id, pool_id, user_id) DO UPDATE SET state = EXCLUDED.state, grants = EXCLUDED.grants, "
+            "priority = EXCLUDED.priority, since = EXCLUDED.since, requested_at = EXCLUDED.requested_at, "
+            "overage = EXCLUDED.overage, suspended_until = EXCLUDED.suspended_until, ord = EXCLUDED.ord", upserts)
+
+
+async def users_granted(conn, tenant: str, rule: Rule, product_id: str) -> dict[str, bool]:
+    """user id -> active, for every existing user the rule grants (set-based SQL, no Python scan)."""
+    base = ("SELECT r.id, COALESCE((r.doc->>'active')::boolean, true) AS active FROM scim_resources r "
+            "WHERE r.tenant_id = $1 AND r.type = 'User'")
+    args: list = [tenant]
+    if rule.kind == "all_active":
+        sql = base
+    elif rule.kind == "group":
+        sql = base + (" AND EXISTS (SELECT 1 FROM group_members m WHERE m.tenant_id = $1 AND m.group_id = $2 "
+                      "AND m.member_id = r.id)")
+        args.append(rule.group_id)
+    elif rule.kind == "entitlement":
+        sql = base + " AND r.doc->'entitlements' @> jsonb_build_array(jsonb_build_object('value', $2::text))"
+        args.append(product_id)
+    elif rule.kind == "filter":
+        from projections.scim_filter_sql import compile_filter
+        where = compile_filter(rule.bound_filter(), args, doc="r.doc", doc_ci="r.doc_ci")
+        sql = base + f" AND ({where})"
+    else:
+        return {}
+    return {r["id"]: r["active"] for r in await conn.fetch(sql, *args)}
+
+
+async def full_demand(conn, tenant: str, pool: PoolState, rules: list[Rule], admin_users: set[str]):
+    """Every user's Demand on `pool` from its rules and admin grants, plus NO_DEMAND for holders and
+    waiters that nothing grants any more (or that were deleted)."""
+    from ledger.licence_rules import ADMIN_GRANT, ADMIN_PRIORITY
+    from ledger.licences import NO_DEMAND, Demand
+    pid, product = pool.terms.pool_id, pool.terms.product_id
+    grants: dict[str, set[str]] = {}
+    prio: dict[str, int] = {}
+    active: dict[str, bool] = {}
+    for r in rules:
+        if r.pool_id != pid:
+            continue
+        for uid, act in (await users_granted(conn, tenant, r, product)).items():
+            grants.setdefault(uid, set()).add(r.rule_id)
+            prio[uid] = min(prio.get(uid, r.priority), r.priority)
+            active[uid] = act
+    if admin_users:
+        rows = await conn.fetch(
+            "SELECT id, COALESCE((doc->>'active')::boolean, true) AS active FROM scim_resources "
+            "WHERE tenant_id = $1 AND type = 'User' AND id = ANY($2::text[])", tenant, list(admin_users))
+        for r in rows:
+            grants.setdefault(r["id"], set()).add(ADMIN_GRANT)
+            prio[r["id"]] = ADMIN_PRIORITY
+            active[r["id"]] = r["active"]
+    out = {u: Demand(frozenset(g), prio[u], active[u]) for u, g in grants.items()}
+    for uid in pool.seats:
+        out.setdefault(uid, NO_DEMAND)
+    return out
