@@ -102,7 +102,7 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     # Feature modules register their own routes (each owns its file).
     import importlib
-    for name in ("api.scim_http", "api.audit"):
+    for name in ("api.scim_http", "api.audit", "api.licences_http"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

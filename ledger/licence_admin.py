@@ -156,7 +156,7 @@ def _seat_changes(st: LicenceState, pool_id: str, demand: dict, extra: list[NewE
     """Pool-level events (extra) followed by the seat events they cause, on the pool stream."""
     pool = st.pools[pool_id]
     work = PoolState(pool.terms.__class__(**{**pool.terms.__dict__, "changes": list(pool.terms.changes)}),
-                     dict(pool.seats), pool.counter)
+                     dict(pool.seats), pool.counter, pool.unloaded_held)
     for ne in extra or []:
         evolve(work, ne.event, ne.effective_at or st.now)
     seat = [NewEvent(e, eff if eff != st.now else None) for e, eff in compact(decide_seats(work, demand, st.now))]

@@ -223,12 +223,20 @@ class Seat:
 
 @dataclass
 class PoolState:
+    """A pool and its seats. `seats` may be partial: a large pool is loaded with only the seats a
+    decision can touch (the users concerned, the waiting queue, and whatever time or capacity may
+    end), and `unloaded_held` counts the other held seats so that capacity checks stay exact."""
     terms: Terms
     seats: dict[str, Seat] = field(default_factory=dict)
     counter: int = 0
+    unloaded_held: int = 0
 
     def held(self) -> list[Seat]:
+        """The loaded held seats."""
         return [s for s in self.seats.values() if s.state in ("active", "suspended")]
+
+    def held_count(self) -> int:
+        return len(self.held()) + self.unloaded_held
 
     def waiting(self) -> list[Seat]:
         return sorted((s for s in self.seats.values() if s.state == "waiting"),
@@ -351,9 +359,10 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
 
     # 3. over capacity (a downsize took effect, a cancellation): most recently assigned first
     cap = t.capacity(now)
-    held = sorted(work.held(), key=lambda s: s.order)
-    if len(held) > cap:
-        for s in reversed(held[cap:] if cap < len(held) else []):
+    over = work.held_count() - cap
+    if over > 0:
+        held = sorted(work.held(), key=lambda s: s.order)      # the most recent ones are loaded
+        for s in reversed(held[-over:]):
             emit(SeatReleased(pool_id=pid, user_id=s.user_id, reason="downsized", policy="lifo"))
 
     # 4. new requests queue in priority order, then everyone waiting is served while seats are free
@@ -367,7 +376,7 @@ def _fill(work: PoolState, now: datetime, emit) -> None:
     t = work.terms
     contracted = t.seats_at(now)
     for s in work.waiting():
-        held = len(work.held())
+        held = work.held_count()
         if held >= t.capacity(now):
             break
         emit(SeatAssigned(pool_id=t.pool_id, user_id=s.user_id, grants=sorted(s.grants), priority=s.priority,
@@ -377,7 +386,7 @@ def _fill(work: PoolState, now: datetime, emit) -> None:
 def _copy(state: PoolState) -> PoolState:
     t = state.terms
     terms = replace(t, changes=list(t.changes))
-    return PoolState(terms, dict(state.seats), state.counter)
+    return PoolState(terms, dict(state.seats), state.counter, state.unloaded_held)
 
 
 def compact(events: Iterable[tuple[Event, datetime]]) -> list[tuple[Event, datetime]]:

@@ -61,6 +61,43 @@ async def load_pools(conn, tenant: str, pool_ids: list[str] | None = None) -> di
     return pools
 
 
+async def load_pools_for(conn, tenant: str, user_ids: list[str], now: datetime) -> dict[str, PoolState]:
+    """Every pool of the tenant, with only the seats a decision about `user_ids` at `now` can touch:
+    theirs, the waiting queues, suspensions whose grace ran out, all seats of a pool past its term
+    end, and the most recent seats of a pool over capacity. The rest is counted, not loaded."""
+    prow = await conn.fetch("SELECT pool_id, terms, counter, held FROM licence_pools WHERE tenant_id = $1", tenant)
+    pools: dict[str, PoolState] = {}
+    held_total: dict[str, int] = {}
+    everything, most_recent = [], []
+    for r in prow:
+        terms = terms_from_json(r["terms"])
+        pools[r["pool_id"]] = PoolState(terms, {}, r["counter"])
+        held_total[r["pool_id"]] = r["held"]
+        if now >= terms.term_end_at(now):
+            everything.append(r["pool_id"])
+        elif r["held"] > terms.capacity(now):
+            most_recent.append((r["pool_id"], r["held"] - terms.capacity(now)))
+    if not pools:
+        return pools
+    rows = await conn.fetch(
+        "SELECT pool_id, user_id, state, grants, priority, since, requested_at, overage, suspended_until, ord "
+        "FROM licence_seats WHERE tenant_id = $1 AND (user_id = ANY($2::text[]) OR state = 'waiting' "
+        "OR (state = 'suspended' AND suspended_until <= $3) OR pool_id = ANY($4::text[]))",
+        tenant, user_ids, now, everything)
+    for pid, n in most_recent:
+        rows += await conn.fetch(
+            "SELECT pool_id, user_id, state, grants, priority, since, requested_at, overage, suspended_until, ord "
+            "FROM licence_seats WHERE tenant_id = $1 AND pool_id = $2 AND state <> 'waiting' "
+            "ORDER BY ord DESC LIMIT $3", tenant, pid, n)
+    for r in rows:
+        pools[r["pool_id"]].seats[r["user_id"]] = Seat(
+            r["user_id"], r["state"], frozenset(r["grants"]), r["priority"], r["since"], r["requested_at"],
+            r["overage"], r["suspended_until"], r["ord"])
+    for pid, p in pools.items():
+        p.unloaded_held = held_total[pid] - len(p.held())
+    return pools
+
+
 async def load_rules(conn, tenant: str) -> list[Rule]:
     return [Rule(r["pool_id"], r["rule_id"], r["priority"], r["kind"], r["group_id"], r["filter"])
             for r in await conn.fetch("SELECT pool_id, rule_id, priority, kind, group_id, filter FROM licence_rules "
@@ -73,9 +110,11 @@ async def save_pools(conn, tenant: str, before: dict[str, dict[str, Seat]], pool
     if not pools:
         return
     await conn.executemany(
-        "INSERT INTO licence_pools (tenant_id, pool_id, product_id, terms, counter) VALUES ($1, $2, $3, $4::jsonb, $5) "
-        "ON CONFLICT (tenant_id, pool_id) DO UPDATE SET terms = EXCLUDED.terms, counter = EXCLUDED.counter",
-        [(tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter) for pid, p in pools.items()])
+        "INSERT INTO licence_pools (tenant_id, pool_id, product_id, terms, counter, held) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (tenant_id, pool_id) DO UPDATE SET "
+        "terms = EXCLUDED.terms, counter = EXCLUDED.counter, held = EXCLUDED.held",
+        [(tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count())
+         for pid, p in pools.items()])
     gone, upserts = [], []
     for pid, p in pools.items():
         old = before.get(pid, {})

@@ -167,6 +167,7 @@ def test_seat_invariants_hold_at_every_step(ops, seats, policy, grace, term_days
             evolve(s, e, at)
         last_demand.update(demand)
         held = s.held()
+        assert s.held_count() == len(held)
         cap = s.terms.capacity(now)
         assert len(held) <= cap, (len(held), cap)
         if s.waiting():

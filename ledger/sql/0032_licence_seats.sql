@@ -16,4 +16,8 @@ CREATE TABLE licence_seats (
 CREATE INDEX licence_seats_user ON licence_seats (tenant_id, user_id);
 CREATE INDEX licence_seats_waiting ON licence_seats (tenant_id, pool_id, priority, requested_at, user_id)
   WHERE state = 'waiting';
+
+-- what a decision loads besides its users' seats: grace periods that ran out, the most recent seats
+CREATE INDEX licence_seats_suspended ON licence_seats (tenant_id, suspended_until) WHERE state = 'suspended';
+CREATE INDEX licence_seats_recent ON licence_seats (tenant_id, pool_id, ord DESC) WHERE state <> 'waiting';
 GRANT SELECT, INSERT, UPDATE, DELETE ON licence_seats TO seatledger_app;

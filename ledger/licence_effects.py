@@ -1,0 +1,99 @@
+"""Licences follow the directory, in the same transaction as the SCIM write that moves them.
+
+The directory handler loads a LicenceEffects for its batch (under the tenant lock), calls
+`for_user` with each changed user's resulting SCIM document (None once deleted) and direct groups,
+appends the returned seat events to its own decision, and saves the pools in its `project`.
+
+    fx = await LicenceEffects.load(conn, tenant, user_ids, now)   # in load
+    changes += fx.for_user(user_id, doc_after, groups_after)      # in decide: pure, state untouched
+    fx.apply(decision.changes)                                    # in evolve: fold the seat events
+    await fx.save(conn, tenant)                                   # in project
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .events import NewEvent
+from .licence_rules import Rule, demand_for_user
+from .licences import PoolState, Seat, compact, decide_seats, evolve
+from .store import StreamChange
+
+
+@dataclass
+class LicenceEffects:
+    now: datetime
+    pools: dict[str, PoolState]
+    rules: list[Rule]
+    admin: dict[str, set[str]]                       # user -> pools an admin granted
+    before: dict[str, dict[str, Seat]] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    _bound: dict = field(default_factory=dict)
+
+    @classmethod
+    async def load(cls, conn, tenant: str, user_ids: list[str], now: datetime) -> "LicenceEffects":
+        from projections.licences import load_pools_for, load_rules
+        pools = await load_pools_for(conn, tenant, user_ids, now)
+        rules = await load_rules(conn, tenant) if pools else []
+        admin: dict[str, set[str]] = {}
+        if pools:
+            for r in await conn.fetch("SELECT pool_id, user_id FROM licence_admin_grants WHERE tenant_id = $1 "
+                                      "AND user_id = ANY($2::text[])", tenant, user_ids):
+                admin.setdefault(r["user_id"], set()).add(r["pool_id"])
+        fx = cls(now, pools, rules, admin)
+        fx.before = {pid: dict(p.seats) for pid, p in pools.items()}
+        for r in rules:
+            if r.kind == "filter":
+                fx._bound[(r.pool_id, r.rule_id)] = r.bound_filter()
+        return fx
+
+    def for_user(self, user_id: str, user: dict | None, groups: set[str]) -> list[StreamChange]:
+        return self.for_users({user_id: (user, groups)})
+
+    def for_users(self, users: dict[str, tuple[dict | None, set[str]]]) -> list[StreamChange]:
+        """Seat events on every pool for these users' new states (and whatever time has made due),
+        decided together so that one command's users compete fairly for the free seats. Pure."""
+        out = []
+        for pid, pool in self.pools.items():
+            rules = [r for r in self.rules if r.pool_id == pid]
+            bound = {r.rule_id: self._bound.get((pid, r.rule_id)) for r in rules if r.kind == "filter"}
+            demand = {}
+            for uid, (user, groups) in users.items():
+                d = demand_for_user(rules, self.admin.get(uid, set()), pid, pool.terms.product_id, user, groups, bound)
+                if d.grants or uid in pool.seats:
+                    demand[uid] = d
+            if not demand and not self._time_due(pool):
+                continue
+            evs = compact(decide_seats(pool, demand, self.now))
+            if evs:
+                out.append(StreamChange(f"pool-{pid}", None,
+                                        [NewEvent(e, at if at != self.now else None) for e, at in evs]))
+        return out
+
+    def _time_due(self, pool: PoolState) -> bool:
+        """Does time alone call for seat events on this pool (expiry, grace end, a downsize)?"""
+        t = pool.terms
+        if self.now >= t.term_end_at(self.now) and (pool.held() or pool.waiting()):
+            return True
+        if pool.held_count() > t.capacity(self.now):
+            return True
+        return any(s.state == "suspended" and s.suspended_until and s.suspended_until <= self.now
+                   for s in pool.seats.values())
+
+    def apply(self, changes: list[StreamChange]) -> None:
+        """Fold accepted seat events into the pools, so later commands of the batch see them."""
+        for ch in changes:
+            if not ch.stream.startswith("pool-"):
+                continue
+            pid = ch.stream[5:]
+            pool = self.pools.get(pid)
+            if pool is None:
+                continue
+            for ne in ch.events:
+                evolve(pool, ne.event, ne.effective_at or self.now)
+            self.touched.add(pid)
+
+    async def save(self, conn, tenant: str) -> None:
+        from projections.licences import save_pools
+        if self.touched:
+            await save_pools(conn, tenant, self.before, {pid: self.pools[pid] for pid in self.touched})
