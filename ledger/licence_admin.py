@@ -13,7 +13,7 @@ from .events import NewEvent
 from .executor import BATCH_NOW, Command, CommandRejected, Decision, Handler
 from .licence_rules import KINDS, AdminGranted, AdminRevoked, Rule, RuleAdded, RuleRemoved
 from .licences import (PoolCancelled, PoolCreated, PoolRenewed, PoolRepriced, PoolResized, PoolState,
-                       ProductDefined, compact, decide_seats, evolve)
+                       ProductDefined, compact, decide_seats, evolve, to_new_events)
 from .store import StreamChange
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -159,7 +159,7 @@ def _seat_changes(st: LicenceState, pool_id: str, demand: dict, extra: list[NewE
                      dict(pool.seats), pool.counter, pool.unloaded_held)
     for ne in extra or []:
         evolve(work, ne.event, ne.effective_at or st.now)
-    seat = [NewEvent(e, eff if eff != st.now else None) for e, eff in compact(decide_seats(work, demand, st.now))]
+    seat = to_new_events(compact(decide_seats(work, demand, st.now)), st.now)
     return [StreamChange(f"pool-{pool_id}", None, list(extra or []) + seat)]
 
 

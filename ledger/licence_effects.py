@@ -16,7 +16,7 @@ from datetime import datetime
 
 from .events import NewEvent
 from .licence_rules import Rule, demand_for_user
-from .licences import PoolState, Seat, compact, decide_seats, evolve
+from .licences import PoolState, Seat, compact, decide_seats, evolve, to_new_events
 from .store import StreamChange
 
 
@@ -66,8 +66,7 @@ class LicenceEffects:
                 continue
             evs = compact(decide_seats(pool, demand, self.now))
             if evs:
-                out.append(StreamChange(f"pool-{pid}", None,
-                                        [NewEvent(e, at if at != self.now else None) for e, at in evs]))
+                out.append(StreamChange(f"pool-{pid}", None, to_new_events(evs, self.now)))
         return out
 
     def _time_due(self, pool: PoolState) -> bool:

@@ -402,3 +402,19 @@ def compact(events: Iterable[tuple[Event, datetime]]) -> list[tuple[Event, datet
             continue
         out.append((e, at))
     return out
+
+
+def to_new_events(evs: list[tuple[Event, datetime]], now: datetime) -> list:
+    """NewEvents for decided seat events. Time-driven ones carry a natural idempotency key, so that
+    however many processes run the scheduler, each is recorded once (a unique index guards it)."""
+    from .canonical import to_micros
+    from .events import NewEvent
+    out = []
+    for e, at in evs:
+        key = None
+        if isinstance(e, LicenceExpired):
+            key = f"expire:{e.pool_id}:{e.user_id}:{to_micros(e.term_end)}"
+        elif isinstance(e, SeatReleased) and e.reason == "grace_ended":
+            key = f"grace:{e.pool_id}:{e.user_id}:{to_micros(at)}"
+        out.append(NewEvent(e, at if at != now else None, key))
+    return out
