@@ -82,12 +82,6 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "embedded_postgres": rt.dsns.embedded})
 
 
-@scopes("auditor", "admin")
-async def audit_head(request: web.Request) -> web.Response:
-    seq, h = await request.app[RUNTIME].store.head(request.match_info["tenant"])
-    return web.json_response({"tenant": request.match_info["tenant"], "seq": seq, "hash": h.hex()})
-
-
 async def service_provider_config(request: web.Request) -> web.Response:
     from .scim_discovery import service_provider_config as spc
     return web.json_response(spc(str(request.url.with_query(None))), content_type=SCIM_CONTENT_TYPE)
@@ -98,7 +92,6 @@ def make_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     app[TOKENS] = TokenCache(runtime.pool)
     app.router.add_get("/healthz", health)
-    app.router.add_get("/v1/{tenant}/audit/head", audit_head)
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     # Feature modules register their own routes (each owns its file).
     import importlib

@@ -55,6 +55,7 @@ async def _verify(args) -> int:
 
 
 async def _erase(args) -> int:
+    import projections.directory  # noqa: F401 - registers the directory's eraser
     from ledger.erasure import erase
     from .runtime import Runtime
     rt = await Runtime.start(pool_size=2)
@@ -126,6 +127,27 @@ async def _token(args) -> int:
     return 0
 
 
+async def _export(args) -> int:
+    from .audit_export import export_chunks, head_seq, snapshot
+    from .runtime import Runtime
+    rt = await Runtime.start(pool_size=2)
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        async with rt.pool.acquire() as conn:
+            async with snapshot(conn):
+                if await head_seq(conn, args.tenant) is None:
+                    print(f"error: no such tenant {args.tenant}", file=sys.stderr)
+                    return 2
+                async for chunk in export_chunks(conn, args.tenant, args.format, args.from_seq, args.to_seq):
+                    out.write(chunk)
+        out.flush()
+    finally:
+        if args.out:
+            out.close()
+        await rt.close()
+    return 0
+
+
 async def _serve(args, demo: bool = False) -> int:
     from .app import make_app
     from .runtime import Runtime
@@ -134,6 +156,9 @@ async def _serve(args, demo: bool = False) -> int:
     if demo:
         from .demo import seed
         tokens = await seed(rt)
+    from .scheduler import LicenceScheduler
+    scheduler = LicenceScheduler(rt.bus, rt.pool)
+    scheduler.start()
     app = make_app(rt)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -153,6 +178,7 @@ async def _serve(args, demo: bool = False) -> int:
     try:
         await stop.wait()
     finally:
+        scheduler.shutdown()
         await runner.cleanup()
         await rt.close()
     return 0
@@ -171,6 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--tenant")
     v.add_argument("--expect-head", metavar="SEQ:HASH", help="a head recorded earlier that the chain must contain")
     v.add_argument("--json", action="store_true")
+    x = sub.add_parser("export", help="export a tenant's ledger (or a range) for verify_export.py")
+    x.add_argument("--tenant", required=True)
+    x.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    x.add_argument("--from-seq", type=int, default=1)
+    x.add_argument("--to-seq", type=int)
+    x.add_argument("--out", metavar="FILE", help="default: standard output")
     e = sub.add_parser("erase", help="erase a subject's personal data (the chain stays valid)")
     e.add_argument("--tenant", required=True)
     e.add_argument("--subject", required=True)
@@ -198,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                 "serve": _serve, "demo": lambda a: _serve(a, demo=True)}
     handlers["tenant"] = _tenant_create
     handlers["token"] = _token
+    handlers["export"] = _export
     fn = handlers[args.cmd]
     try:
         code = asyncio.run(fn(args))

@@ -76,6 +76,8 @@ class LicenceEffects:
             return True
         if pool.held_count() > t.capacity(self.now):
             return True
+        if pool.waiting() and pool.held_count() < t.capacity(self.now):
+            return True                      # an upsize or a renewal took effect
         return any(s.state == "suspended" and s.suspended_until and s.suspended_until <= self.now
                    for s in pool.seats.values())
 
@@ -96,3 +98,37 @@ class LicenceEffects:
         from projections.licences import save_pools
         if self.touched:
             await save_pools(conn, tenant, self.before, {pid: self.pools[pid] for pid in self.touched})
+
+
+class LicenceClockHandler:
+    """Time-driven seat events for a whole tenant: expiries at the term end, grace periods that ran
+    out, scheduled resizes, seats freed by a renewal or an upsize going to the waiting. Exclusive:
+    its pool state must not be decided on beside another handler's copy of the same pools."""
+    exclusive = True
+
+    def streams(self, cmd):
+        return ()
+
+    async def load(self, conn, tenant, commands):
+        from .executor import BATCH_NOW
+        return await LicenceEffects.load(conn, tenant, [], BATCH_NOW.get())
+
+    def decide(self, fx: LicenceEffects, cmd):
+        from .executor import Decision
+        changes = fx.for_users({})
+        return Decision(changes, result={"events": sum(len(c.events) for c in changes)})
+
+    def evolve(self, fx: LicenceEffects, cmd, decision) -> None:
+        fx.apply(decision.changes)
+
+    async def project(self, conn, tenant, fx: LicenceEffects, recorded) -> None:
+        await fx.save(conn, tenant)
+
+
+LICENCE_CLOCK = LicenceClockHandler()
+
+
+@dataclass
+class TickLicences:
+    """Record whatever time has made due in a tenant's pools (the scheduler's command)."""
+    handler = LICENCE_CLOCK

@@ -9,6 +9,7 @@ from .executor import Command, CommandRejected, Decision, Handler
 from .store import StreamChange
 
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+RESERVED = {"audit"}          # /v1/audit/... is service-wide (the public key)
 
 
 @event("TenantCreated")
@@ -23,7 +24,7 @@ class TenantHandler(Handler):
         return ["tenant"]
 
     def decide(self, state, cmd: "CreateTenant") -> Decision:
-        if not TENANT_RE.match(cmd.tenant):
+        if not TENANT_RE.match(cmd.tenant) or cmd.tenant in RESERVED:
             raise CommandRejected("invalidValue", "tenant ids are 1-63 of a-z, 0-9 and '-'")
         try:
             from zoneinfo import ZoneInfo
