@@ -95,7 +95,8 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     # Feature modules register their own routes (each owns its file).
     import importlib
-    for name in ("api.scim_http", "api.audit", "api.licences_http"):
+    for name in ("api.scim_http", "api.audit", "api.licences_http", "api.scim_bulk", "api.scim_admin",
+                 "api.history_http", "api.billing_http", "api.events_sse"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:
