@@ -156,6 +156,7 @@ class DirState:
     touched: dict[str, None] = field(default_factory=dict)
     mchanges: dict[tuple[str, str], str | None] = field(default_factory=dict)  # -> type or None
     stamps: list[dict] = field(default_factory=list)            # results to stamp with times
+    licences: Any = None      # ledger.licence_effects.LicenceEffects when the tenant has pools
 
     def live(self, rid: str, type_: str) -> Res:
         r = self.res.get(rid)
@@ -336,9 +337,10 @@ def _user_update_events(uid: str, old: dict, new: dict, cls) -> list[NewEvent]:
     changed, removed = _diff(old, new)
     if _active(old) != _active(new):
         events.append(NewEvent((UserReactivated if _active(new) else UserDeactivated)(user_id=uid)))
-    changed.pop("active", None)
-    if "active" in removed:
-        removed.remove("active")
+        # the status event states an explicit true/false; an unassigned `active` (which counts
+        # as active) stays in `removed`, and unassigned <-> true changes stay in `changed`
+        if isinstance(new.get("active"), bool):
+            changed.pop("active", None)
     if changed or removed:
         public, personal = split_personal(changed)
         events.insert(0, NewEvent(cls(user_id=uid, changed=public, personal_changed=personal or None,
@@ -615,14 +617,21 @@ class DirectoryHandler(Handler):
         return []
 
     async def load(self, conn, tenant: str, commands: list) -> DirState:
+        from .directory_licences import load_licences
         reads = Reads()
         for c in commands:
             c.reads(reads)
-        return await load_state(conn, tenant, reads, DirState())
+        st = await load_state(conn, tenant, reads, DirState())
+        await load_licences(conn, tenant, commands, reads, st)
+        return st
 
     def decide(self, st: DirState, command) -> Decision:
+        from .directory_licences import licence_changes
         try:
-            return command.decide(st)
+            decision = command.decide(st)
+            # the seats this write moves, in the same append (licences follow the directory)
+            decision.changes += licence_changes(st, decision)
+            return decision
         except CommandRejected:
             raise
         except ScimError as e:
@@ -632,6 +641,8 @@ class DirectoryHandler(Handler):
             raise CommandRejected("", "internal error while deciding the request", status=500) from None
 
     def evolve(self, st: DirState, command, decision: DirDecision) -> None:
+        if st.licences is not None:
+            st.licences.apply(decision.changes)
         for eff in decision.effects:
             kind = eff[0]
             if kind == "put":
@@ -686,6 +697,8 @@ class DirectoryHandler(Handler):
         if now is None:
             return
         await write_state(conn, tenant, st, now)
+        if st.licences is not None:
+            await st.licences.save(conn, tenant)
 
 
 DIRECTORY = DirectoryHandler()

@@ -19,7 +19,8 @@ Seat rules, decided here and nowhere else:
 * Deactivation suspends the seat for the pool's grace period (it is still held and billed), then
   ends it; without a grace period it ends at once. Deletion ends it at once.
 * Downsizing below use ends the most recently assigned seats first (policy "lifo", named in the
-  event) - except under `allow`, where the extra holders stay and are flagged overage.
+  event) - except under `allow`, where the extra holders stay and are flagged overage. Those users
+  are still granted the pool by its rules, so they wait again.
 * Nothing is valid outside the term: at the term end every seat ends (LicenceExpired, effective at
   the term end, even when recorded later) and nobody waits for an ended pool; a renewal re-applies
   the rules.
@@ -364,6 +365,8 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
         held = sorted(work.held(), key=lambda s: s.order)      # the most recent ones are loaded
         for s in reversed(held[-over:]):
             emit(SeatReleased(pool_id=pid, user_id=s.user_id, reason="downsized", policy="lifo"))
+            # the rules still grant it: the user waits again, served when a seat frees
+            emit(SeatQueued(pool_id=pid, user_id=s.user_id, grants=sorted(s.grants), priority=s.priority))
 
     # 4. new requests queue in priority order, then everyone waiting is served while seats are free
     for uid, d in sorted(requests, key=lambda r: (r[1].priority, r[0])) if not ended else ():

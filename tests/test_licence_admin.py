@@ -96,7 +96,7 @@ async def test_downsize_ends_most_recent_seats(bus, pg_pool, tenant, store):
     for u in "abc":
         await bus.execute(tenant, AdminAssign("p1", u))
     await bus.execute(tenant, ResizePool("p1", 1))
-    assert await seats(pg_pool, tenant) == {"a": "active"}
+    assert await seats(pg_pool, tenant) == {"a": "active", "b": "waiting", "c": "waiting"}
     evs = [e for e in await store.read_stream(tenant, "pool-p1") if e.type == "SeatReleased"]
     assert [(e.data["user_id"], e.data["policy"]) for e in evs] == [("c", "lifo"), ("b", "lifo")]
 

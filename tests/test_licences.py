@@ -85,7 +85,11 @@ def test_downsize_ends_most_recent_first_named_lifo():
     evolve(s, PoolResized(pool_id="p", seats=1), at)
     evs = compact(decide_seats(s, {}, at))
     assert [(type(e).__name__, e.user_id, getattr(e, "policy", None)) for e, _ in evs] == \
-        [("SeatReleased", "c", "lifo"), ("SeatReleased", "b", "lifo")]
+        [("SeatReleased", "c", "lifo"), ("SeatQueued", "c", None),
+         ("SeatReleased", "b", "lifo"), ("SeatQueued", "b", None)]
+    for e, at in evs:
+        evolve(s, e, at)
+    assert [x.user_id for x in s.waiting()] == ["b", "c"]      # still granted: they wait again
 
 
 def test_scheduled_resize_applies_from_its_instant():
@@ -96,7 +100,7 @@ def test_scheduled_resize_applies_from_its_instant():
     run(s, {"a": want("r"), "b": want("r")}, T0 + timedelta(days=1))
     assert len(s.held()) == 2
     evs = compact(decide_seats(s, {}, T0 + timedelta(days=31)))
-    assert [type(e).__name__ for e, _ in evs] == ["SeatReleased"]
+    assert [type(e).__name__ for e, _ in evs] == ["SeatReleased", "SeatQueued"]
 
 
 def test_term_end_expires_at_the_exact_instant_even_if_decided_late():
