@@ -85,6 +85,22 @@ class AssignIn(_Body):
     user_id: str
 
 
+class CorrectionIn(_Body):
+    """Exactly one of ended_at (the holding really ended then) or started_at (it really began then)."""
+    user_id: str
+    ended_at: datetime | None = None
+    started_at: datetime | None = None
+    reason: str | None = None
+
+
+def _correction(mi, b: CorrectionIn):
+    if (b.ended_at is None) == (b.started_at is None):
+        raise _Bad(_error(400, "give exactly one of ended_at or started_at", field="ended_at", code="invalidValue"))
+    if b.ended_at is not None:
+        return la.CorrectSeatEnd(mi["pool"], b.user_id, b.ended_at, b.reason)
+    return la.CorrectSeatStart(mi["pool"], b.user_id, b.started_at, b.reason)
+
+
 async def _body(request: web.Request, model: type[_Body]):
     try:
         raw = await request.read()
@@ -120,7 +136,12 @@ async def _run(request: web.Request, command) -> web.Response:
             "actor": principal.actor, "source": "admin", "request_id": request.get("request_id")},
             idempotency_key=request.headers.get("Idempotency-Key"))
     except CommandRejected as exc:
-        return _error(exc.status, exc.detail, exc.extra.get("field"), exc.code)
+        resp = _error(exc.status, exc.detail, exc.extra.get("field"), exc.code)
+        if "instant" in exc.extra:      # the instant a pool was full, for a refused correction
+            body = orjson.loads(resp.body)
+            body["instant"] = exc.extra["instant"]
+            return _json(body, exc.status)
+        return resp
     except ConcurrencyError:
         return _error(409, "concurrent change, retry", code="conflict")
     return _json(result, 200)
@@ -130,9 +151,10 @@ def _handler(model, make):
     async def handle(request: web.Request) -> web.Response:
         try:
             body = await _body(request, model) if model else None
+            command = make(request.match_info, body)
         except _Bad as bad:
             return bad.response
-        return await _run(request, make(request.match_info, body))
+        return await _run(request, command)
     handle.scopes = ("admin",)
     return handle
 
@@ -277,6 +299,7 @@ def setup(app: web.Application) -> None:
     r.add_post(base + "/pools/{pool}/assignments", _handler(AssignIn, _pool_cmd(la.AdminAssign)))
     r.add_delete(base + "/pools/{pool}/assignments/{user}",
                  _handler(None, lambda mi, b: la.AdminRevoke(mi["pool"], mi["user"])))
+    r.add_post(base + "/pools/{pool}/corrections", _handler(CorrectionIn, _correction))
     r.add_get(base + "/pools/{pool}/holders", holders)
     r.add_get(base + "/users/{user}/licences", user_licences)
     r.add_get(base + "/entitlements/{user}", entitlement)

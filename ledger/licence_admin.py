@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from .events import NewEvent
 from .executor import BATCH_NOW, Command, CommandRejected, Decision, Handler
 from .licence_rules import KINDS, AdminGranted, AdminRevoked, Rule, RuleAdded, RuleRemoved
@@ -34,6 +36,8 @@ class LicenceState:
     admin: dict[str, set[str]]                    # pool -> users granted by an admin
     demand: dict[str, dict]                       # pool -> full demand (loaded for re-evaluation)
     created: set[str] = field(default_factory=set)
+    history: dict[str, list] = field(default_factory=dict)   # pool -> [(event, effective_at, seq)]
+    users: dict[str, tuple] = field(default_factory=dict)    # user -> (doc or None, groups)
 
 
 class LicenceAdminHandler(Handler):
@@ -66,7 +70,25 @@ class LicenceAdminHandler(Handler):
                 demand[c.pool_id] = await full_demand(conn, tenant, pools[c.pool_id], rules + _pending_rules(commands),
                                                       admin.get(c.pool_id, set()) | _pending_admin(commands, c.pool_id))
         before = {pid: dict(p.seats) for pid, p in pools.items()}
-        return LicenceState(now, products, pools, before, rules, admin, demand)
+        st = LicenceState(now, products, pools, before, rules, admin, demand)
+        corrections = [c for c in commands if isinstance(c, (CorrectSeatEnd, CorrectSeatStart))]
+        if corrections:
+            from .events import decode
+            for pid in {c.pool_id for c in corrections} & set(pools):
+                rows = await conn.fetch("SELECT type, schema_version, data, effective_at, seq FROM events "
+                                        "WHERE tenant_id = $1 AND stream = $2 ORDER BY seq", tenant, f"pool-{pid}")
+                st.history[pid] = [(decode(r["type"], r["schema_version"], orjson.loads(r["data"])),
+                                    r["effective_at"], r["seq"]) for r in rows]
+            uids = [c.user_id for c in corrections]
+            docs = {r["id"]: orjson.loads(r["doc"]) for r in await conn.fetch(
+                "SELECT id, doc FROM scim_resources WHERE tenant_id = $1 AND type = 'User' AND id = ANY($2::text[])",
+                tenant, uids)}
+            groups: dict[str, set] = {u: set() for u in uids}
+            for r in await conn.fetch("SELECT group_id, member_id FROM group_members WHERE tenant_id = $1 "
+                                      "AND member_id = ANY($2::text[])", tenant, uids):
+                groups[r["member_id"]].add(r["group_id"])
+            st.users = {u: (docs.get(u), groups[u]) for u in uids}
+        return st
 
     def decide(self, st: LicenceState, cmd) -> Decision:
         return cmd.decide(st)
@@ -87,6 +109,8 @@ class LicenceAdminHandler(Handler):
                 elif isinstance(ev, AdminRevoked):
                     st.admin.get(ev.pool_id, set()).discard(ev.user_id)
                 elif hasattr(ev, "pool_id"):
+                    if ev.pool_id in st.history:
+                        st.history[ev.pool_id].append((ev, at, None))
                     if isinstance(ev, PoolCreated):
                         st.created.add(ev.pool_id)
                         st.before.setdefault(ev.pool_id, {})
@@ -407,3 +431,103 @@ class Reevaluate(Command):
 
 def _seat_result(st, pool_id, user_id) -> dict[str, Any]:
     return {"pool_id": pool_id, "user_id": user_id}
+
+
+# ---- corrections -------------------------------------------------------------------------------
+# Rules, decided here:
+# * A correction rewrites a user's history from its effective time; it never rewrites anyone
+#   else's. A seat it frees goes to the waiting from the moment the correction is recorded, not
+#   retroactively (nobody can have used a seat in the past that they were not given then).
+# * Ending a seat earlier: if the seat is still held, it is released now with the corrected
+#   (past) effective time - refused while the rules still grant it to an active user (change the
+#   directory first, or the seat would be handed straight back); if it already ended, its end moves
+#   back (SeatEndCorrected). The new end must lie within the holding.
+# * Starting a seat earlier is accepted only if the pool had a free seat for that whole span;
+#   otherwise 409 naming the first instant it was full.
+
+def _history(st: LicenceState, pool_id: str, user_id: str) -> list[list]:
+    from .licences import holding_intervals
+    return holding_intervals(st.history.get(pool_id, [])).get(user_id, [])
+
+
+@dataclass
+class CorrectSeatEnd(Command):
+    pool_id: str
+    user_id: str
+    ended_at: datetime
+    reason: str | None = None
+    handler = LICENCE_ADMIN
+
+    def decide(self, st):
+        from .licence_rules import demand_for_user
+        from .licences import SeatEndCorrected, SeatReleased
+        p = _pool(st, self.pool_id)
+        if self.ended_at > st.now:
+            raise CommandRejected("invalidValue", "ended_at lies in the future: a correction is about the past",
+                                  field="ended_at")
+        ivs = _history(st, self.pool_id, self.user_id)
+        if not ivs:
+            raise CommandRejected("notFound", f"user {self.user_id} never held {self.pool_id}", status=404,
+                                  field="user_id")
+        start, end, _ = ivs[-1]
+        if self.ended_at < start:
+            raise CommandRejected("invalidValue", f"ended_at is before the holding started ({start.isoformat()})",
+                                  field="ended_at")
+        seat = p.seats.get(self.user_id)
+        if end is None and seat is not None and seat.state != "waiting":
+            doc, groups = st.users.get(self.user_id, (None, set()))
+            d = demand_for_user([r for r in st.rules if r.pool_id == self.pool_id],
+                                {self.pool_id} if self.user_id in st.admin.get(self.pool_id, set()) else set(),
+                                self.pool_id, p.terms.product_id, doc, groups)
+            if d.grants and d.active and not d.deleted:
+                raise CommandRejected("conflict", f"the rules still grant {self.pool_id} to {self.user_id} "
+                                      f"({', '.join(sorted(d.grants))}): deprovision first", status=409)
+            rel = NewEvent(SeatReleased(pool_id=self.pool_id, user_id=self.user_id, reason="correction"),
+                           self.ended_at)
+            return Decision(_seat_changes(st, self.pool_id, {}, [rel]),
+                            result={"pool_id": self.pool_id, "user_id": self.user_id, "ended_at": self.ended_at.isoformat()})
+        if end is None:
+            raise CommandRejected("conflict", f"{self.user_id} has no ended holding of {self.pool_id}", status=409)
+        if self.ended_at >= end:
+            raise CommandRejected("invalidValue", f"the holding already ended at {end.isoformat()}; a correction "
+                                  "may only move the end earlier", field="ended_at")
+        ev = SeatEndCorrected(pool_id=self.pool_id, user_id=self.user_id, ended_at=self.ended_at,
+                              previous_end=end, reason=self.reason)
+        return Decision([StreamChange(f"pool-{self.pool_id}", None, [NewEvent(ev, self.ended_at)])],
+                        result={"pool_id": self.pool_id, "user_id": self.user_id, "ended_at": self.ended_at.isoformat()})
+
+
+@dataclass
+class CorrectSeatStart(Command):
+    pool_id: str
+    user_id: str
+    started_at: datetime
+    reason: str | None = None
+    handler = LICENCE_ADMIN
+
+    def decide(self, st):
+        from .licences import SeatStartCorrected, first_full_instant, holding_intervals
+        p = _pool(st, self.pool_id)
+        ivs = _history(st, self.pool_id, self.user_id)
+        if not ivs or ivs[-1][1] is not None or self.user_id not in p.seats:
+            raise CommandRejected("conflict", f"{self.user_id} does not hold {self.pool_id}", status=409)
+        start = ivs[-1][0]
+        if self.started_at >= start:
+            raise CommandRejected("invalidValue", "started_at must be earlier than the current start "
+                                  f"({start.isoformat()})", field="started_at")
+        if self.started_at < p.terms.term_start:
+            raise CommandRejected("invalidValue", "started_at is before the pool's term", field="started_at")
+        prev_end = ivs[-2][1] if len(ivs) > 1 else None
+        if prev_end is not None and self.started_at < prev_end:
+            raise CommandRejected("invalidValue", "started_at overlaps the user's previous holding",
+                                  field="started_at")
+        full = first_full_instant(p.terms, holding_intervals(st.history.get(self.pool_id, [])), self.user_id,
+                                  self.started_at, start)
+        if full is not None:
+            raise CommandRejected("conflict", f"the pool had no free seat at {full.isoformat()}", status=409,
+                                  instant=full.isoformat())
+        ev = SeatStartCorrected(pool_id=self.pool_id, user_id=self.user_id, started_at=self.started_at,
+                                previous_start=start, reason=self.reason)
+        return Decision([StreamChange(f"pool-{self.pool_id}", None, [NewEvent(ev, self.started_at)])],
+                        result={"pool_id": self.pool_id, "user_id": self.user_id,
+                                "started_at": self.started_at.isoformat()})

@@ -146,6 +146,26 @@ class LicenceExpired(Event):
     term_end: datetime
 
 
+@event("SeatEndCorrected")
+class SeatEndCorrected(Event):
+    """An admin's correction: the user's last holding really ended at `ended_at` (effective then)."""
+    pool_id: str
+    user_id: str
+    ended_at: datetime
+    previous_end: datetime
+    reason: str | None = None
+
+
+@event("SeatStartCorrected")
+class SeatStartCorrected(Event):
+    """An admin's correction: the user's current holding really started at `started_at`."""
+    pool_id: str
+    user_id: str
+    started_at: datetime
+    previous_start: datetime
+    reason: str | None = None
+
+
 SEAT_EVENTS = (SeatAssigned, SeatQueued, SeatGrantsChanged, SeatSuspended, SeatResumed, SeatReleased,
                SeatDequeued, LicenceExpired)
 
@@ -294,7 +314,53 @@ def evolve(state: PoolState | None, ev: Event, effective_at: datetime) -> PoolSt
         state.seats[ev.user_id] = replace(s, state="active", suspended_until=None)
     elif isinstance(ev, (SeatReleased, SeatDequeued, LicenceExpired)):
         state.seats.pop(ev.user_id, None)
+    elif isinstance(ev, SeatStartCorrected):
+        s = state.seats.get(ev.user_id)
+        if s is not None:
+            state.seats[ev.user_id] = replace(s, since=ev.started_at)
+    # SeatEndCorrected changes history only: the seat had already ended
     return state
+
+
+def holding_intervals(events) -> dict[str, list[list]]:
+    """Each user's holdings of one pool as [start, end or None, assigning seq], in effective time,
+    from (event, effective_at, seq) in recorded order - corrections applied where they point."""
+    out: dict[str, list[list]] = {}
+    for ev, at, seq in events:
+        if isinstance(ev, SeatAssigned):
+            out.setdefault(ev.user_id, []).append([at, None, seq])
+        elif isinstance(ev, (SeatReleased, LicenceExpired)):
+            iv = out.get(ev.user_id)
+            if iv and iv[-1][1] is None:
+                iv[-1][1] = at
+        elif isinstance(ev, SeatEndCorrected):
+            iv = out.get(ev.user_id)
+            if iv and iv[-1][1] is not None:
+                iv[-1][1] = ev.ended_at
+        elif isinstance(ev, SeatStartCorrected):
+            iv = out.get(ev.user_id)
+            if iv and iv[-1][1] is None:
+                iv[-1][0] = ev.started_at
+    return out
+
+
+def first_full_instant(terms: Terms, intervals: dict[str, list[list]], user_id: str,
+                       start: datetime, end: datetime) -> datetime | None:
+    """The first instant in [start, end) at which the pool had no seat free for `user_id` (holders
+    other than it >= capacity), or None if a seat was free for the whole span."""
+    points = {start}
+    for uid, ivs in intervals.items():
+        for a, b, _ in ivs:
+            for t in (a, b):
+                if t is not None and start < t < end:
+                    points.add(t)
+    points.update(at for at, _, _ in terms.changes if start < at < end)
+    for t in sorted(points):
+        held = sum(1 for uid, ivs in intervals.items() if uid != user_id
+                   for a, b, _ in ivs if a <= t and (b is None or t < b))
+        if held >= terms.capacity(t):
+            return t
+    return None
 
 
 # ---- decide ------------------------------------------------------------------------------------

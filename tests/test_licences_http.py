@@ -110,3 +110,18 @@ async def test_scopes(service, tenant_tokens):
     assert (await call(srv, "POST", f"/v1/{t}/products", tenant_tokens["entitlement"], {"product_id": "a", "name": "b"}))[0] == 403
     assert (await call(srv, "GET", f"/v1/{t}/entitlements/u?product=x", tenant_tokens["billing"]))[0] == 403
     assert (await call(srv, "GET", f"/v1/{t}/pools", tenant_tokens["auditor"]))[0] == 200
+
+
+async def test_correction_over_http_names_the_full_instant(service, tenant_tokens, pg_pool):
+    srv, _ = service
+    t, admin = tenant_tokens["tenant"], tenant_tokens["admin"]
+    await add_users(pg_pool, t, {"a": {}, "b": {}})
+    await setup(srv, tenant_tokens, seats=1)
+    await call(srv, "POST", f"/v1/{t}/pools/p1/assignments", admin, {"user_id": "a"})
+    await call(srv, "DELETE", f"/v1/{t}/pools/p1/assignments/a", admin)
+    await call(srv, "POST", f"/v1/{t}/pools/p1/assignments", admin, {"user_id": "b"})
+    st, body = await call(srv, "POST", f"/v1/{t}/pools/p1/corrections", admin,
+                          {"user_id": "b", "started_at": (NOW - timedelta(hours=1)).isoformat()})
+    assert st == 409 and "instant" in body, body
+    st, body = await call(srv, "POST", f"/v1/{t}/pools/p1/corrections", admin, {"user_id": "b"})
+    assert st == 400 and body["field"] == "ended_at"
