@@ -148,6 +148,28 @@ async def _export(args) -> int:
     return 0
 
 
+async def _reconcile(args) -> int:
+    import projections.directory  # noqa: F401 - directory tables are read
+    from ledger.reconcile import reconcile
+    from .runtime import Runtime
+    rt = await Runtime.start(pool_size=2)
+    try:
+        drift, appended = await reconcile(rt.bus, rt.pool, args.tenant, fix=args.fix)
+    finally:
+        await rt.close()
+    if args.json:
+        _print_json({"tenant": args.tenant, "drift": [d.as_dict() for d in drift], "fixed": args.fix,
+                     "events_appended": appended})
+    else:
+        if not drift:
+            print(f"tenant {args.tenant}: no drift")
+        for d in drift:
+            print(f"{d.kind:24} pool {d.pool_id:12} user {d.user_id or '-':20} {d.detail}")
+        if args.fix and drift:
+            print(f"fixed: {appended} compensating event(s) appended (source reconciler)")
+    return 0
+
+
 async def _serve(args, demo: bool = False) -> int:
     from .app import make_app
     from .runtime import Runtime
@@ -203,6 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     x.add_argument("--from-seq", type=int, default=1)
     x.add_argument("--to-seq", type=int)
     x.add_argument("--out", metavar="FILE", help="default: standard output")
+    rc = sub.add_parser("reconcile", help="compare what the rules demand with what is held")
+    rc.add_argument("--tenant", required=True)
+    rc.add_argument("--fix", action="store_true", help="append compensating events (source reconciler)")
+    rc.add_argument("--json", action="store_true")
     e = sub.add_parser("erase", help="erase a subject's personal data (the chain stays valid)")
     e.add_argument("--tenant", required=True)
     e.add_argument("--subject", required=True)
@@ -230,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                 "serve": _serve, "demo": lambda a: _serve(a, demo=True)}
     handlers["tenant"] = _tenant_create
     handlers["token"] = _token
+    handlers["reconcile"] = _reconcile
     handlers["export"] = _export
     fn = handlers[args.cmd]
     try:

@@ -31,6 +31,9 @@ class LicenceScheduler:
     def start(self) -> None:
         self.scheduler.add_job(self.sweep, "interval", seconds=self.interval, id="sweep",
                                next_run_time=datetime.now(timezone.utc), max_instances=1, coalesce=True)
+        every = float(os.environ.get("SEATLEDGER_RECONCILE_SECONDS", "3600"))
+        self.scheduler.add_job(self.reconcile, "interval", seconds=every, id="reconcile",
+                               max_instances=1, coalesce=True)
         self.scheduler.start()
 
     def shutdown(self) -> None:
@@ -46,6 +49,19 @@ class LicenceScheduler:
                 await self._plan(t)
         except Exception:  # noqa: BLE001 - a failed sweep is retried by the next one
             log.exception("scheduler sweep failed")
+
+    async def reconcile(self) -> None:
+        """The scheduled reconciler: find drift and fix it with compensating events."""
+        from ledger.reconcile import reconcile
+        try:
+            async with self.pool.acquire() as conn:
+                tenants = [r["tenant_id"] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM licence_pools")]
+            for t in tenants:
+                drift, appended = await reconcile(self.bus, self.pool, t, fix=True)
+                if drift:
+                    log.warning("tenant %s: %d drift item(s) fixed with %d event(s)", t, len(drift), appended)
+        except Exception:  # noqa: BLE001 - retried at the next run
+            log.exception("scheduled reconciliation failed")
 
     async def tick(self, tenant: str) -> int:
         res = await self.bus.execute(tenant, TickLicences(), metadata=META)
