@@ -173,6 +173,11 @@ async def _reconcile(args) -> int:
 async def _serve(args, demo: bool = False) -> int:
     from .app import make_app
     from .runtime import Runtime
+    import signal
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)   # stop cleanly so the embedded PostgreSQL stops too
     rt = await Runtime.start()
     tokens = {}
     if demo:
@@ -189,14 +194,12 @@ async def _serve(args, demo: bool = False) -> int:
     base = f"http://{args.host}:{args.port}"
     print(f"seatledger listening on {base}  (PostgreSQL: {'embedded' if rt.dsns.embedded else 'configured URL'})")
     if demo:
-        from .demo import explain
-        explain(rt, base, tokens)
+        from .demo import explain, script
+        facts = None
+        if not tokens.pop("_seeded"):
+            facts = await script(base, tokens)
+        explain(rt, base, tokens, facts)
     sys.stdout.flush()
-    stop = asyncio.Event()
-    import signal
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)   # stop cleanly so the embedded PostgreSQL stops too
     try:
         await stop.wait()
     finally:

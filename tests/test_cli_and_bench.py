@@ -98,4 +98,5 @@ def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "/scim/v2/demo" in out and "auditor token:  slt_" in out
+    assert "/scim/v2/demo" in out and "auditor token:" in out and "slt_" in out
+    assert "seeded just now through the HTTP API" in out, out
