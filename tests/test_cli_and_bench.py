@@ -100,3 +100,12 @@ def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
     assert proc.returncode == 0, err
     assert "/scim/v2/demo" in out and "auditor token:" in out and "slt_" in out
     assert "seeded just now through the HTTP API" in out, out
+
+
+def test_bench_licences_quick():
+    p = run("scripts/bench_licences.py", "--quick", timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    for k in ("creates_per_s", "creates_rules_per_s", "checks_per_s", "check_p99_ms", "baseline_per_s"):
+        assert res[k] > 0
+    assert res["rule_holders"] > 0, "the three rules assigned seats"
