@@ -8,6 +8,8 @@ import uuid
 from aiohttp import web
 
 from .auth import AuthError, Principal, TokenCache, authorize
+from .failed_requests import FAILURES
+from .ratelimit import LIMITER, rate_limited
 from .runtime import Runtime
 from .scim_errors import SCIM_CONTENT_TYPE, scim_error
 
@@ -41,6 +43,17 @@ def _tenant_of(request: web.Request) -> str | None:
 
 @web.middleware
 async def errors_and_auth(request: web.Request, handler):
+    resp = await _errors_and_auth(request, handler)
+    # ---- failed-request log (api/failed_requests.py): rejected SCIM requests, per tenant ----
+    if 400 <= resp.status < 500 and _is_scim(request.path) and FAILURES in request.app:
+        tenant = _tenant_of(request)
+        if tenant is not None:
+            request.app[FAILURES].record_response(request, tenant, resp)
+    # ---- end failed-request log ----
+    return resp
+
+
+async def _errors_and_auth(request: web.Request, handler):
     request["request_id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     path = request.path
     scim = _is_scim(path)
@@ -51,6 +64,12 @@ async def errors_and_auth(request: web.Request, handler):
             scopes = SCIM_SCOPES if scim else getattr(handler, "scopes", ("admin",))
             authorize(principal, tenant, scopes)
             request[PRINCIPAL] = principal
+            # ---- rate limit (api/ratelimit.py): before the handler, so a 429 writes nothing ----
+            if LIMITER in request.app:
+                wait = request.app[LIMITER].take(tenant)
+                if wait:
+                    return rate_limited(scim, wait)
+            # ---- end rate limit ----
         return await handler(request)
     except AuthError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -91,11 +110,16 @@ def make_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_and_auth])
     app[RUNTIME] = runtime
     app[TOKENS] = TokenCache(runtime.pool)
+    # ---- rate limiter and failed-request log (api/ratelimit.py, api/failed_requests.py) ----
+    from . import failed_requests, ratelimit
+    ratelimit.setup(app, runtime.pool)
+    failed_requests.setup(app, runtime.pool)
+    # ---- end ----
     app.router.add_get("/healthz", health)
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     # Feature modules register their own routes (each owns its file).
     import importlib
-    for name in ("api.scim_http", "api.audit", "api.licences_http", "api.scim_bulk", "api.scim_admin",
+    for name in ("api.scim_http", "api.audit", "api.licences_http", "api.scim_bulk", "api.scim_admin", "api.scim_extensions",
                  "api.history_http", "api.billing_http", "api.events_sse"):
         try:
             mod = importlib.import_module(name)

@@ -1,8 +1,9 @@
 """SCIM discovery documents (RFC 7644 §4, RFC 7643 §5)."""
 from __future__ import annotations
 
-BULK_MAX_OPERATIONS = 1000
-BULK_MAX_PAYLOAD = 1024 * 1024
+# Bulk (api/scim_bulk.py): a whole onboarding (10,000 users) fits in one request.
+BULK_MAX_OPERATIONS = 10_000
+BULK_MAX_PAYLOAD = 16 * 1024 * 1024
 FILTER_MAX_RESULTS = 1000
 
 
@@ -10,7 +11,7 @@ def service_provider_config(location: str) -> dict:
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": BULK_MAX_OPERATIONS, "maxPayloadSize": BULK_MAX_PAYLOAD},
+        "bulk": {"supported": True, "maxOperations": BULK_MAX_OPERATIONS, "maxPayloadSize": BULK_MAX_PAYLOAD},
         "filter": {"supported": True, "maxResults": FILTER_MAX_RESULTS},
         "changePassword": {"supported": False},
         "sort": {"supported": True},
