@@ -26,6 +26,7 @@ from ledger.executor import CommandRejected
 from ledger.scim.filter import And, FilterError, Not, Or, bind, parse_filter
 from ledger.scim.resource import ScimError, normalize
 from ledger.scim.schema import ResourceSchema
+from ledger.scim_extensions import cached_schemas, tenant_schemas
 from ledger.store import ConcurrencyError
 from projections import directory as proj
 from projections.scim_filter_sql import compile_filter, compile_sort
@@ -44,8 +45,21 @@ KINDS = {"Users": "User", "Groups": "Group"}
 # ---- plumbing -------------------------------------------------------------------------------
 
 def schemas_for(tenant: str) -> dict[str, ResourceSchema]:
-    """The tenant's resource types. Custom extensions (registered per tenant) plug in here."""
-    return {"User": d.USER_RS, "Group": d.GROUP_RS}
+    """The tenant's resource types: core User/Group + Enterprise + the tenant's registered custom
+    extensions (`ledger.scim_extensions`; its cache is refreshed by `tenant_schemas_middleware`
+    before any authenticated /scim/v2/{tenant} handler runs)."""
+    return cached_schemas(tenant)
+
+
+@web.middleware
+async def tenant_schemas_middleware(request: web.Request, handler):
+    """Brings the tenant's schemas up to date (a dict lookup, one small query every few seconds)
+    for every authenticated SCIM request, so sync `schemas_for` is current in all SCIM handlers
+    (Bulk and discovery included)."""
+    tenant = request.match_info.get("tenant")
+    if tenant is not None and "principal" in request and request.path.startswith("/scim/v2/"):
+        await tenant_schemas(_runtime(request).pool, tenant)
+    return await handler(request)
 
 
 def _runtime(request: web.Request):
@@ -322,3 +336,4 @@ def setup(app: web.Application) -> None:
     r.add_patch(f"{base}/{kinds}/{{id}}", patch)
     r.add_delete(f"{base}/{kinds}/{{id}}", delete)
     scim_discovery.setup(app, schemas_for)
+    app.middlewares.append(tenant_schemas_middleware)

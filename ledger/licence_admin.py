@@ -38,6 +38,7 @@ class LicenceState:
     created: set[str] = field(default_factory=set)
     history: dict[str, list] = field(default_factory=dict)   # pool -> [(event, effective_at, seq)]
     users: dict[str, tuple] = field(default_factory=dict)    # user -> (doc or None, groups)
+    tenant: str | None = None     # filter rules bind to this tenant's User schema (custom extensions)
 
 
 class LicenceAdminHandler(Handler):
@@ -51,6 +52,8 @@ class LicenceAdminHandler(Handler):
 
     async def load(self, conn, tenant, commands):
         from projections.licences import full_demand, load_pools, load_rules
+        from .scim_extensions import tenant_user_schema
+        await tenant_user_schema(conn, tenant)      # filter rules bind to the tenant's extensions
         now = BATCH_NOW.get()
         pool_ids = sorted({c.pool_id for c in commands if hasattr(c, "pool_id")})
         pools = await load_pools(conn, tenant, pool_ids)
@@ -67,10 +70,10 @@ class LicenceAdminHandler(Handler):
                     and c.pool_id in pools and c.pool_id not in demand:
                 # the rules as they will be after this command are applied in decide; load the
                 # directory side (who exists, who is active, who matches what) here
-                demand[c.pool_id] = await full_demand(conn, tenant, pools[c.pool_id], rules + _pending_rules(commands),
+                demand[c.pool_id] = await full_demand(conn, tenant, pools[c.pool_id], rules + _pending_rules(commands, tenant),
                                                       admin.get(c.pool_id, set()) | _pending_admin(commands, c.pool_id))
         before = {pid: dict(p.seats) for pid, p in pools.items()}
-        st = LicenceState(now, products, pools, before, rules, admin, demand)
+        st = LicenceState(now, products, pools, before, rules, admin, demand, tenant=tenant)
         corrections = [c for c in commands if isinstance(c, (CorrectSeatEnd, CorrectSeatStart))]
         if corrections:
             from .events import decode
@@ -147,7 +150,7 @@ class LicenceAdminHandler(Handler):
 LICENCE_ADMIN = LicenceAdminHandler()
 
 
-def _pending_rules(commands) -> list[Rule]:
+def _pending_rules(commands, tenant: str | None = None) -> list[Rule]:
     """Rules the batch is about to add, so `load` fetches who they grant. An invalid one is left
     out here and rejected by its own `decide`."""
     from .scim.filter import FilterError
@@ -157,7 +160,7 @@ def _pending_rules(commands) -> list[Rule]:
             r = Rule(c.pool_id, c.rule_id, c.priority, c.kind, c.group_id, c.filter)
             if r.kind == "filter":
                 try:
-                    r.bound_filter()
+                    r.bound_filter(tenant)
                 except (FilterError, TypeError):
                     continue
             out.append(r)
@@ -340,7 +343,7 @@ class AddRule(Command):
         if self.kind == "filter":
             from .scim.filter import FilterError
             try:
-                Rule(self.pool_id, self.rule_id, self.priority, self.kind, None, self.filter or "").bound_filter()
+                Rule(self.pool_id, self.rule_id, self.priority, self.kind, None, self.filter or "").bound_filter(st.tenant)
             except FilterError as exc:
                 raise CommandRejected("invalidFilter", str(exc), field="filter") from None
         ev = RuleAdded(pool_id=self.pool_id, rule_id=self.rule_id, priority=self.priority, kind=self.kind,
@@ -476,9 +479,11 @@ class CorrectSeatEnd(Command):
         seat = p.seats.get(self.user_id)
         if end is None and seat is not None and seat.state != "waiting":
             doc, groups = st.users.get(self.user_id, (None, set()))
-            d = demand_for_user([r for r in st.rules if r.pool_id == self.pool_id],
+            pool_rules = [r for r in st.rules if r.pool_id == self.pool_id]
+            d = demand_for_user(pool_rules,
                                 {self.pool_id} if self.user_id in st.admin.get(self.pool_id, set()) else set(),
-                                self.pool_id, p.terms.product_id, doc, groups)
+                                self.pool_id, p.terms.product_id, doc, groups,
+                                {r.rule_id: r.bound_filter(st.tenant) for r in pool_rules if r.kind == "filter"})
             if d.grants and d.active and not d.deleted:
                 raise CommandRejected("conflict", f"the rules still grant {self.pool_id} to {self.user_id} "
                                       f"({', '.join(sorted(d.grants))}): deprovision first", status=409)

@@ -42,9 +42,12 @@ class LicenceEffects:
                 admin.setdefault(r["user_id"], set()).add(r["pool_id"])
         fx = cls(now, pools, rules, admin)
         fx.before = {pid: dict(p.seats) for pid, p in pools.items()}
+        if any(r.kind == "filter" for r in rules):
+            from .scim_extensions import tenant_user_schema
+            await tenant_user_schema(conn, tenant)      # filters bind to the tenant's extensions
         for r in rules:
             if r.kind == "filter":
-                fx._bound[(r.pool_id, r.rule_id)] = r.bound_filter()
+                fx._bound[(r.pool_id, r.rule_id)] = r.bound_filter(tenant)
         return fx
 
     def for_user(self, user_id: str, user: dict | None, groups: set[str]) -> list[StreamChange]:

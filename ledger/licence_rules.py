@@ -54,10 +54,13 @@ class Rule:
     group_id: str | None = None
     filter: str | None = None
 
-    def bound_filter(self):
+    def bound_filter(self, tenant: str | None = None):
+        """The filter bound to `tenant`'s User schema (core + Enterprise + the tenant's custom
+        extensions, from `ledger.scim_extensions`' cache: async loaders warm it first with
+        `await tenant_user_schema(conn, tenant)`), or to the built-in User schema if None."""
         from .scim.filter import bind
-        from .scim.schema import default_user_schema
-        return bind(self.filter, default_user_schema())
+        from .scim_extensions import cached_user_schema
+        return bind(self.filter, cached_user_schema(tenant))
 
 
 def _is_active(user: dict) -> bool:

@@ -82,11 +82,6 @@ async def load_state(conn: asyncpg.Connection, tenant: str, reads, st):
 
 # ---- writing the projection -----------------------------------------------------------------
 
-def _schema_for(type_: str):
-    from ledger.directory import GROUP_RS, USER_RS
-    return USER_RS if type_ == "User" else GROUP_RS
-
-
 def stored_doc(rid: str, res, created: str, now: str) -> dict:
     doc = dict(res.doc)
     doc["id"] = rid
@@ -95,6 +90,8 @@ def stored_doc(rid: str, res, created: str, now: str) -> dict:
 
 
 async def write_state(conn: asyncpg.Connection, tenant: str, st, now: datetime) -> None:
+    from ledger.scim_extensions import tenant_schemas
+    rss = await tenant_schemas(conn, tenant)    # doc_ci folds the tenant's extension attributes too
     now_s = iso(now)
     deletes: list[str] = []
     ins: list[tuple] = []
@@ -106,7 +103,7 @@ async def write_state(conn: asyncpg.Connection, tenant: str, st, now: datetime) 
                 deletes.append(rid)
             continue
         doc = stored_doc(rid, r, r.created_at or now_s, now_s)
-        row = (rid, r.type, _dumps(doc), _dumps(casefold_doc(doc, _schema_for(r.type))), r.version)
+        row = (rid, r.type, _dumps(doc), _dumps(casefold_doc(doc, rss[r.type])), r.version)
         (ins if r.created else upd).append(row)
     # deletes, then updates, then inserts: a userName freed in this batch can be taken again
     if deletes:

@@ -153,8 +153,10 @@ async def users_granted(conn, tenant: str, rule: Rule, product_id: str) -> dict[
         sql = base + " AND r.doc->'entitlements' @> jsonb_build_array(jsonb_build_object('value', $2::text))"
         args.append(product_id)
     elif rule.kind == "filter":
+        from ledger.scim_extensions import tenant_user_schema
         from projections.scim_filter_sql import compile_filter
-        where = compile_filter(rule.bound_filter(), args, doc="r.doc", doc_ci="r.doc_ci")
+        await tenant_user_schema(conn, tenant)          # filters bind to the tenant's extensions
+        where = compile_filter(rule.bound_filter(tenant), args, doc="r.doc", doc_ci="r.doc_ci")
         sql = base + f" AND ({where})"
     else:
         return {}

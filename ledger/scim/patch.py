@@ -256,6 +256,8 @@ class _Patcher:
         if not isinstance(value, dict):
             raise _invalid(f"{urn}: the value of an extension must be an object")
         for k, v in value.items():
+            if isinstance(k, str) and k.lower() in _IGNORED_VALUE_KEYS:
+                continue  # scim2-models dumps an extension object with its `schemas`
             a = attrs.get(k.lower()) if isinstance(k, str) else None
             if a is None:
                 if self.ignore_unknown:

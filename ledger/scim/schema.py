@@ -467,9 +467,10 @@ GROUP_SCHEMA = Schema(
                    mutability="immutable"),
                 _a("type", "A label indicating the type of resource, e.g., 'User' or 'Group'.",
                    canonical_values=["User", "Group"], mutability="immutable"),
-                # Not in §8.7.1; clients send it (§4.2 examples) and it is useful in responses.
-                _a("display", "A human-readable name, primarily used for display purposes.",
-                   mutability="immutable"),
+                # Not in §8.7.1 (§4.2 examples show it). readOnly: the server derives it from
+                # the member's displayName at read time; a client-sent display is ignored.
+                _a("display", "A human-readable name, primarily used for display purposes.  "
+                   "READ-ONLY.", mutability="readOnly"),
             ],
         ),
     ),
