@@ -27,6 +27,7 @@ class LicenceEffects:
     rules: list[Rule]
     admin: dict[str, set[str]]                       # user -> pools an admin granted
     before: dict[str, dict[str, Seat]] = field(default_factory=dict)
+    extra_demand: dict[str, dict] = field(default_factory=dict)   # pool -> full demand to re-apply
     touched: set[str] = field(default_factory=set)
     _bound: dict = field(default_factory=dict)
 
@@ -60,7 +61,7 @@ class LicenceEffects:
         for pid, pool in self.pools.items():
             rules = [r for r in self.rules if r.pool_id == pid]
             bound = {r.rule_id: self._bound.get((pid, r.rule_id)) for r in rules if r.kind == "filter"}
-            demand = {}
+            demand = dict(self.extra_demand.get(pid, {}))
             for uid, (user, groups) in users.items():
                 d = demand_for_user(rules, self.admin.get(uid, set()), pid, pool.terms.product_id, user, groups, bound)
                 if d.grants or uid in pool.seats:
@@ -113,8 +114,19 @@ class LicenceClockHandler:
         return ()
 
     async def load(self, conn, tenant, commands):
+        from projections.licences import full_demand
         from .executor import BATCH_NOW
-        return await LicenceEffects.load(conn, tenant, [], BATCH_NOW.get())
+        fx = await LicenceEffects.load(conn, tenant, [], BATCH_NOW.get())
+        # A pool back in term (a renewal that took effect after its end) holds and queues nobody:
+        # every seat expired and nobody waits for an ended pool. Its rules must be applied again,
+        # which needs the directory - only for such pools, so a tick stays cheap.
+        for pid, pool in fx.pools.items():
+            if pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting() \
+                    and any(r.pool_id == pid for r in fx.rules):
+                admin = {r["user_id"] for r in await conn.fetch(
+                    "SELECT user_id FROM licence_admin_grants WHERE tenant_id = $1 AND pool_id = $2", tenant, pid)}
+                fx.extra_demand[pid] = await full_demand(conn, tenant, pool, fx.rules, admin)
+        return fx
 
     def decide(self, fx: LicenceEffects, cmd):
         from .executor import Decision

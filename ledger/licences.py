@@ -411,6 +411,10 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
         if not d.active:
             if s.state == "waiting":
                 emit(SeatDequeued(pool_id=pid, user_id=uid, reason="deactivated"))
+            elif s.state == "suspended":
+                # still held during the grace period: it names the grants that hold it now
+                if s.grants != d.grants or s.priority != d.priority:
+                    emit(SeatGrantsChanged(pool_id=pid, user_id=uid, grants=sorted(d.grants), priority=d.priority))
             elif s.state == "active":
                 if t.grace_seconds > 0:
                     from datetime import timedelta
