@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     rc.add_argument("--tenant", required=True)
     rc.add_argument("--fix", action="store_true", help="append compensating events (source reconciler)")
     rc.add_argument("--json", action="store_true")
+    from .history_http import add_cli as _history_cli
+    history_handlers = _history_cli(sub)      # rebuild, holders
     e = sub.add_parser("erase", help="erase a subject's personal data (the chain stays valid)")
     e.add_argument("--tenant", required=True)
     e.add_argument("--subject", required=True)
@@ -261,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers["token"] = _token
     handlers["reconcile"] = _reconcile
     handlers["export"] = _export
+    handlers.update(history_handlers)
     fn = handlers[args.cmd]
     try:
         code = asyncio.run(fn(args))
