@@ -229,7 +229,7 @@ user_licences.scopes = ("admin", "auditor")
 async def entitlement(request: web.Request) -> web.Response:
     """May this user use the product right now? Compared with the term end and scheduled downsizes
     at read time, so an expiry is effective at its exact instant even before the scheduler ran."""
-    from projections.licences import terms_from_json
+    from projections.licences import terms_cached as terms_from_json
     product = request.query.get("product")
     if not product:
         return _error(400, "product is required", field="product")

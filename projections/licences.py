@@ -44,6 +44,20 @@ def terms_from_json(d: dict | str) -> Terms:
                  d["grace_seconds"], d["overage_policy"], d["overage_cap"], changes)
 
 
+_TERMS_CACHE: dict[str, Terms] = {}
+
+
+def terms_cached(raw: str) -> Terms:
+    """Parsed Terms for a stored terms document. Read paths (entitlement checks) parse the same
+    few documents over and over; Terms are only read there, never mutated."""
+    t = _TERMS_CACHE.get(raw)
+    if t is None:
+        if len(_TERMS_CACHE) > 4096:
+            _TERMS_CACHE.clear()
+        t = _TERMS_CACHE[raw] = terms_from_json(raw)
+    return t
+
+
 async def load_pools(conn, tenant: str, pool_ids: list[str] | None = None) -> dict[str, PoolState]:
     if pool_ids is None:
         prow = await conn.fetch("SELECT pool_id, terms, counter FROM licence_pools WHERE tenant_id = $1", tenant)
