@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     rc.add_argument("--json", action="store_true")
     from .history_http import add_cli as _history_cli
     history_handlers = _history_cli(sub)      # rebuild, holders
+    from .billing_http import add_cli as _billing_cli
+    billing_handlers = _billing_cli(sub)      # bill
     e = sub.add_parser("erase", help="erase a subject's personal data (the chain stays valid)")
     e.add_argument("--tenant", required=True)
     e.add_argument("--subject", required=True)
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers["reconcile"] = _reconcile
     handlers["export"] = _export
     handlers.update(history_handlers)
+    handlers.update(billing_handlers)
     fn = handlers[args.cmd]
     try:
         code = asyncio.run(fn(args))
