@@ -30,6 +30,9 @@ Shapes emitted (so that expression indexes apply):
   `doc_ci @> jsonb_build_object('emails', jsonb_build_array(jsonb_build_object('value', $1::text)))`
   (GIN-indexable containment); other multi-valued comparisons use
   `EXISTS (SELECT 1 FROM jsonb_array_elements(...) ...)`.
+* sw / ew / co on `emails.value` (no value filter, >= 3 characters) add an index-usable superset
+  before that EXISTS: `(scim_mv_text(doc_ci->'emails', 'value') LIKE '%x%' AND EXISTS (...))`,
+  the element values joined (ledger/sql/0070_scim_emails_trgm.sql); same result, trigram index.
 
 Indexes the projection should have (tenant and type first, as every query filters on them):
 
@@ -38,17 +41,20 @@ Indexes the projection should have (tenant and type first, as every query filter
         WHERE type = 'User';
     CREATE INDEX scim_res_externalid ON scim_resources (tenant_id, type, (doc->>'externalId'));
     CREATE INDEX scim_res_displayname ON scim_resources (tenant_id, type, (doc_ci->>'displayName'));
-    -- sw (LIKE 'prefix%'); text_pattern_ops works whatever the database collation is
-    CREATE INDEX scim_res_username_sw ON scim_resources
-        (tenant_id, type, (doc_ci->>'userName') text_pattern_ops);
     -- co / ew (LIKE '%x%'), needs CREATE EXTENSION pg_trgm
     CREATE INDEX scim_res_username_trgm ON scim_resources
         USING gin ((doc_ci->>'userName') gin_trgm_ops);
     CREATE INDEX scim_res_displayname_trgm ON scim_resources
         USING gin ((doc_ci->>'displayName') gin_trgm_ops);
+    -- co / sw / ew on emails.value (migration 0070): the values joined by an IMMUTABLE function;
+    -- the compiler emits `scim_mv_text(doc_ci->'emails', 'value') LIKE $n AND EXISTS (...)`
+    CREATE INDEX scim_res_emails_trgm ON scim_resources
+        USING gin (scim_mv_text(doc_ci->'emails', 'value') gin_trgm_ops);
     -- multi-valued eq (emails.value, members.value, value paths) via containment
     CREATE INDEX scim_res_doc_ci_gin ON scim_resources USING gin (doc_ci jsonb_path_ops);
-    -- sortBy=userName with stable pagination (compile_sort emits COLLATE "C" ... NULLS LAST)
+    -- sortBy=userName with stable pagination (compile_sort emits COLLATE "C" ... NULLS LAST);
+    -- also sw (LIKE 'prefix%'): a C-collated btree serves a LIKE prefix as a range whatever the
+    -- database collation (0070 dropped the former text_pattern_ops copy, scim_res_username_sw)
     CREATE INDEX scim_res_username_sort ON scim_resources
         (tenant_id, type, (doc_ci->>'userName') COLLATE "C", id);
 
@@ -85,6 +91,9 @@ from ledger.scim.schema import Attribute, ResolvedAttr, casefold_doc
 __all__ = ["compile_filter", "compile_sort", "casefold_doc", "like_escape", "sql_literal"]
 
 _SQL_OP = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+# (keys, sub-attribute) of multi-valued attributes with a trigram index over their joined values
+# (ledger/sql/0070_scim_emails_trgm.sql); sw/ew/co on them get an index-usable prefilter.
+_MV_TEXT_INDEXED = frozenset({(("emails",), "value")})
 _EMPTY = "('null'::jsonb, '\"\"'::jsonb)"
 
 
@@ -266,7 +275,25 @@ class _Compiler:
                 f" OR EXISTS (SELECT 1 FROM {frm} WHERE {where} AND {differs}))"
             )
         where = " AND ".join(conds + [self.cmp(target, op, c, s)])
-        return f"EXISTS (SELECT 1 FROM {frm} WHERE {where})"
+        exists = f"EXISTS (SELECT 1 FROM {frm} WHERE {where})"
+        pre = self.mv_text_prefilter(bp, op, c, doc_ci)
+        return f"({pre} AND {exists})" if pre else exists
+
+    def mv_text_prefilter(self, bp: BoundPath, op: str, c: Any, doc_ci: str) -> str | None:
+        """`scim_mv_text(doc_ci->'emails', 'value') LIKE '%x%'` for a sw/ew/co on a sub-attribute
+        that has a trigram index over its joined values (_MV_TEXT_INDEXED, migration 0070): a
+        superset of the matches (any element containing x makes the joined text contain x), so
+        ANDed with the exact EXISTS it changes nothing but lets the index find the candidates."""
+        if (op not in SUBSTRING_OPS or doc_ci != self.doc_ci or bp.sub is None
+                or bp.value_filter is not None or not bp.sub.is_string or not isinstance(c, str)
+                or (tuple(bp.keys), bp.sub.name) not in _MV_TEXT_INDEXED):
+            return None
+        if not bp.sub.case_exact:
+            c = c.casefold()
+        if len(c) < 3:      # no trigram to look up: the index cannot narrow anything
+            return None
+        arr = _keys(doc_ci, bp.keys)
+        return f"scim_mv_text({arr}, {sql_literal(bp.sub.name)}) LIKE {self.p('%' + like_escape(c) + '%')}"
 
     def nonempty_complex(self, attr: Attribute, obj: str) -> str:
         return "(" + " OR ".join(

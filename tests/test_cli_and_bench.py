@@ -111,6 +111,16 @@ def test_bench_licences_quick():
     assert res["rule_holders"] > 0, "the three rules assigned seats"
 
 
+def test_bench_scim_quick():
+    p = run("scripts/bench_scim.py", "--quick", timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    for k in ("creates_per_s", "create_p99_ms", "baseline_per_s", "ratio", "eq_p99_ms", "sw_p99_ms", "co_p99_ms",
+              "or_p99_ms", "bulk_10k_s", "member_patch_ratio", "server_cpu_s", "postgres_cpu_s", "loadgen_cpu_s"):
+        assert res[k] > 0, k
+    assert "target" in p.stdout
+
+
 def test_bench_validation_quick():
     p = run("scripts/bench_validation.py", "--quick")
     assert p.returncode == 0, p.stderr
