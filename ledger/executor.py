@@ -27,6 +27,7 @@ import asyncpg
 import orjson
 
 from .events import NewEvent, RecordedEvent
+from .pii import ErasedSubject
 from .store import (ConcurrencyError, EventStore, StreamChange, check_versions, lock_head,
                     plan_rows, stream_versions)
 
@@ -144,7 +145,7 @@ class CommandBus:
                     batch.append(q.popleft())
             try:
                 await self._run(tenant, batch)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ErasedSubject) as exc:
                 if len(batch) == 1:
                     self._fail(batch[0], exc)
                 else:
@@ -167,6 +168,9 @@ class CommandBus:
             exc = DuplicateEvent(str(exc))
         elif isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "events_stream_version":
             exc = ConcurrencyError("?", -1, -1)
+        elif isinstance(exc, ErasedSubject):
+            exc = CommandRejected("erased", f"personal data of an erased subject cannot be written ({exc})",
+                                  status=409)
         if not item.future.done():
             item.future.set_exception(exc)
 

@@ -41,6 +41,27 @@ def split_personal(payload: dict, personal: frozenset[str]) -> tuple[dict, dict]
     return public, private
 
 
+# Existing keys win; erased subjects get none (and are reported); the others get the fresh key.
+# The final SELECT cannot see the CTE's inserted rows, hence the UNION with its RETURNING.
+_GET_OR_CREATE = """
+WITH req AS (
+  SELECT s, k FROM unnest($2::text[], $3::bytea[]) AS t(s, k)
+), old AS (
+  SELECT subject, key FROM subject_keys WHERE tenant_id = $1 AND subject = ANY($2::text[])
+), gone AS (
+  SELECT subject FROM erasures WHERE tenant_id = $1 AND subject = ANY($2::text[])
+), ins AS (
+  INSERT INTO subject_keys (tenant_id, subject, key)
+  SELECT $1, req.s, req.k FROM req
+  WHERE req.s NOT IN (SELECT subject FROM old) AND req.s NOT IN (SELECT subject FROM gone)
+  RETURNING subject, key
+)
+SELECT subject, key, false AS erased FROM old
+UNION ALL SELECT subject, key, false FROM ins
+UNION ALL SELECT subject, NULL, true FROM gone WHERE subject NOT IN (SELECT subject FROM old)
+"""
+
+
 class KeyRing:
     """Subject keys, cached per process. Keys never change, they only disappear (erasure), and an
     erasure clears the cache entry here and, via NOTIFY, in other processes."""
@@ -55,30 +76,20 @@ class KeyRing:
             self._cache.pop((tenant, subject), None)
 
     async def get_or_create(self, conn, tenant: str, subjects: set[str]) -> dict[str, bytes]:
-        """Called under the tenant lock, so no other writer of this tenant races us."""
+        """Called under the tenant lock, so no other writer of this tenant races us. One round
+        trip: existing keys, erased subjects and the insert of fresh keys in one statement."""
         out = {s: self._cache[(tenant, s)] for s in subjects if (tenant, s) in self._cache}
         missing = [s for s in subjects if s not in out]
         if missing:
-            rows = await conn.fetch(
-                "SELECT subject, key FROM subject_keys WHERE tenant_id = $1 AND subject = ANY($2::text[])",
-                tenant, missing)
+            fresh = [new_key() for _ in missing]
+            rows = await conn.fetch(_GET_OR_CREATE, tenant, missing, fresh)
+            erased = [r["subject"] for r in rows if r["erased"]]
+            if erased:
+                # nothing was inserted for them; the caller's whole transaction is refused anyway
+                raise ErasedSubject(", ".join(sorted(erased)))
             for r in rows:
                 out[r["subject"]] = bytes(r["key"])
-            new = [s for s in missing if s not in out]
-            if new:
-                erased = await conn.fetch(
-                    "SELECT subject FROM erasures WHERE tenant_id = $1 AND subject = ANY($2::text[])",
-                    tenant, new)
-                if erased:
-                    raise ErasedSubject(", ".join(r["subject"] for r in erased))
-                keys = [new_key() for _ in new]
-                await conn.execute(
-                    "INSERT INTO subject_keys (tenant_id, subject, key) SELECT $1, s, k "
-                    "FROM unnest($2::text[], $3::bytea[]) AS t(s, k)", tenant, new, keys)
-                out.update(zip(new, keys))
-            for s in missing:
-                if s in out:
-                    self._cache[(tenant, s)] = out[s]
+                self._cache[(tenant, r["subject"])] = bytes(r["key"])
         return out
 
     async def get(self, conn, tenant: str, subjects: set[str]) -> dict[str, bytes]:

@@ -97,3 +97,28 @@ async def test_stale_expectation_from_another_process_is_a_conflict(store, tenan
     finally:
         await a.close(); await b.close()
     assert [e.data["text"] for e in await store.read_stream(tenant, "s")] == ["a1", "b2", "a3"]
+
+
+async def test_erased_subject_fails_alone(bus, store, tenant):
+    from dataclasses import dataclass
+    from ledger.erasure import erase
+    from ledger.events import NewEvent
+    from ledger.executor import Command, Decision, Handler
+    from ledger.store import StreamChange
+    from toy_domain import PersonNamed
+
+    class NameHandler(Handler):
+        def decide(self, state, cmd):
+            return Decision([StreamChange(f"user-{cmd.who}", None, [NewEvent(PersonNamed(person=cmd.who, email="x@y"))])],
+                            result=cmd.who)
+
+    @dataclass
+    class Name(Command):
+        who: str
+        handler = NameHandler()
+
+    await bus.execute(tenant, Name("gone"))
+    await erase(store, tenant, "gone")
+    res = await gather(bus, tenant, [Name("ok1"), Name("gone"), Name("ok2")])
+    assert res[0] == "ok1" and res[2] == "ok2"
+    assert isinstance(res[1], CommandRejected) and res[1].status == 409
