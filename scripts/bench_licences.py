@@ -105,6 +105,8 @@ async def main() -> dict:
     else:
         env["SEATLEDGER_DATABASE_URL"] = d.migrate
     env["SEATLEDGER_SCHEDULER_SECONDS"] = "3600"
+    # measure the service's capacity, not the per-tenant rate limiter (default 2,000/s)
+    env["SEATLEDGER_RATE_PER_S"] = env["SEATLEDGER_RATE_BURST"] = "1000000"
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
