@@ -115,6 +115,9 @@ def make_app(runtime: Runtime) -> web.Application:
     ratelimit.setup(app, runtime.pool)
     failed_requests.setup(app, runtime.pool)
     # ---- end ----
+    from .licences_http import HOT_ROUTES
+    for method, path, fn in HOT_ROUTES:          # first: see licences_http.HOT_ROUTES
+        app.router.add_route(method, path, fn)
     app.router.add_get("/healthz", health)
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     # Feature modules register their own routes (each owns its file).
