@@ -30,6 +30,16 @@ async def load_licences(conn, tenant: str, commands: list, reads, st) -> None:
         extra = Reads(ids={r["member_id"] for r in rows} - set(st.res))
         if extra.ids:
             await load_state(conn, tenant, extra, st)
+    # a full member replacement (PUT, `replace members`) may remove members whose documents were not
+    # loaded: for groups that licence rules name, load them, so their seats follow
+    rule_groups = {r["group_id"] for r in await conn.fetch(
+        "SELECT DISTINCT group_id FROM licence_rules WHERE tenant_id = $1 AND kind = 'group'", tenant)}
+    members = set()
+    for gid in (set(st.full) | set(deleted_groups)) & rule_groups:
+        members |= st.members.get(gid, set())
+    extra = Reads(ids=members - set(st.res))
+    if extra.ids:
+        await load_state(conn, tenant, extra, st)
     created = {c.id for c in commands if isinstance(c, CreateUser)}
     users = {rid for rid, r in st.res.items() if r is not None and r.type == "User"} | created
     missing = [u for u in users if u not in st.groups_of]

@@ -121,8 +121,7 @@ class LicenceClockHandler:
         # every seat expired and nobody waits for an ended pool. Its rules must be applied again,
         # which needs the directory - only for such pools, so a tick stays cheap.
         for pid, pool in fx.pools.items():
-            if pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting() \
-                    and any(r.pool_id == pid for r in fx.rules):
+            if pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting():
                 admin = {r["user_id"] for r in await conn.fetch(
                     "SELECT user_id FROM licence_admin_grants WHERE tenant_id = $1 AND pool_id = $2", tenant, pid)}
                 fx.extra_demand[pid] = await full_demand(conn, tenant, pool, fx.rules, admin)

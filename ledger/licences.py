@@ -418,6 +418,8 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
             elif s.state == "active":
                 if t.grace_seconds > 0:
                     from datetime import timedelta
+                    if s.grants != d.grants or s.priority != d.priority:
+                        emit(SeatGrantsChanged(pool_id=pid, user_id=uid, grants=sorted(d.grants), priority=d.priority))
                     emit(SeatSuspended(pool_id=pid, user_id=uid, until=now + timedelta(seconds=t.grace_seconds)))
                 else:
                     emit(SeatReleased(pool_id=pid, user_id=uid, reason="deactivated"))
@@ -435,8 +437,10 @@ def decide_seats(state: PoolState, demand: dict[str, Demand], now: datetime) -> 
         held = sorted(work.held(), key=lambda s: s.order)      # the most recent ones are loaded
         for s in reversed(held[-over:]):
             emit(SeatReleased(pool_id=pid, user_id=s.user_id, reason="downsized", policy="lifo"))
-            # the rules still grant it: the user waits again, served when a seat frees
-            emit(SeatQueued(pool_id=pid, user_id=s.user_id, grants=sorted(s.grants), priority=s.priority))
+            if s.state == "active":
+                # the rules still grant it: the user waits again, served when a seat frees (a
+                # suspended seat belongs to a deactivated user, who does not wait)
+                emit(SeatQueued(pool_id=pid, user_id=s.user_id, grants=sorted(s.grants), priority=s.priority))
 
     # 4. new requests queue in priority order, then everyone waiting is served while seats are free
     for uid, d in sorted(requests, key=lambda r: (r[1].priority, r[0])) if not ended else ():
