@@ -4,7 +4,8 @@ Tables (ledger/sql/0050_temporal.sql):
 
 * `seat_intervals`: one row per (pool, user, seat state) with `valid` = the effective-time range the
   state holds and `known` = the tenant sequence range during which the ledger believed it. The
-  question "at instant T, as known at sequence K" is `valid @> T AND known @> K` (GiST index).
+  question "at instant T, as known at sequence K" is `valid @> T AND known @> K`, read on the scalar bounds
+  of 0051 (`valid_from <= T < valid_to`, `known_from <= K < known_to`) through btree index-only scans.
 * `temporal_pairs`: per (pool, user), the sequences of its seat events and their latest effective
   instant; `temporal_pools` / `temporal_pool_changes`: products and contracted seats over time;
   `temporal_marks`: recorded time -> sequence, for `knownAt` given as a time.
@@ -33,7 +34,7 @@ import asyncpg
 import orjson
 from asyncpg import Range
 
-from ledger.events import Event, decode
+from ledger.events import Event, _latest, decode
 from ledger.licences import (LicenceExpired, PoolCreated, PoolState, Seat, SeatAssigned, SeatGrantsChanged,
                              SeatReleased, SeatResumed, SeatSuspended, evolve)
 
@@ -161,6 +162,50 @@ def _seat_from(iv: Interval, user_id: str) -> Seat:
                 iv.suspended_until)
 
 
+# ---- the lean fold: the same step from an event's raw data (a rebuild folds millions) ------------------
+
+LEAN_TYPES = frozenset({"SeatAssigned", "SeatQueued", "SeatGrantsChanged", "SeatSuspended", "SeatResumed",
+                        "SeatReleased", "SeatDequeued", "LicenceExpired"})
+
+
+def lean_ok(typ: str, schema_version: int) -> bool:
+    """Whether a stored event can be folded from its raw data: a lean type at its current schema
+    version (older versions go through `decode`, which upcasts)."""
+    return typ in LEAN_TYPES and _latest.get(typ) == schema_version
+
+
+def parse_time(v: str) -> datetime:
+    return datetime.fromisoformat(v)
+
+
+def lean_key(key: tuple | None, typ: str, d: dict) -> tuple | None:
+    """`_key(fold_seat(seat, ...))` for a lean event, from `key = _key(seat)` and the raw data: what
+    `ledger.licences.evolve` does to one seat (a change to a missing seat changes nothing)."""
+    if typ == "SeatAssigned":
+        return ("active", tuple(sorted(set(d["grants"]))), d["priority"], d.get("overage", False), None)
+    if typ == "SeatQueued":
+        return ("waiting", tuple(sorted(set(d["grants"]))), d["priority"], False, None)
+    if key is None:
+        return None
+    if typ == "SeatGrantsChanged":
+        return (key[0], tuple(sorted(set(d["grants"]))), d["priority"], key[3], key[4])
+    if typ == "SeatSuspended":
+        return ("suspended", key[1], key[2], key[3], parse_time(d["until"]))
+    if typ == "SeatResumed":
+        return ("active", key[1], key[2], key[3], None)
+    return None                         # released, dequeued, expired
+
+
+def lean_reason(typ: str, d: dict) -> str | None:
+    if typ == "LicenceExpired":
+        return "term_ended"
+    return d.get("reason") if typ in ("SeatReleased", "SeatDequeued") else None
+
+
+def _seat_of_key(user_id: str, key: tuple, eff: datetime) -> Seat:
+    return Seat(user_id, key[0], frozenset(key[1]), key[2], eff, eff, key[3], key[4])
+
+
 class Writer:
     """Folds a run of a tenant's events into row changes. Pairs not preloaded start empty (a rebuild)."""
 
@@ -256,6 +301,42 @@ class Writer:
             rows.sort(key=lambda r: r.iv.valid_from)
             p.rows, p.seat = rows, seat
         p.seqs.append(seq)
+
+    def apply_raw(self, seq: int, pool_id: str, typ: str, eff: datetime, d: dict) -> bool:
+        """`apply` for a lean seat event (see `lean_ok`) from its raw data, when it extends the pair's
+        timeline (effective at or after its latest event). False: nothing done, use `apply`."""
+        uid = d["user_id"]
+        k = (pool_id, uid)
+        p = self.pairs.get(k)
+        if p is None:
+            p = self.pairs[k] = Pair(pool_id, uid, [], None, None, [])
+        elif p.last_eff is not None and eff < p.last_eff:
+            return False
+        self.events += 1
+        if seq > self.last_seq:
+            self.last_seq = seq
+        self.touched[k] = p
+        seat = p.seat
+        old = None if seat is None else (seat.state, tuple(sorted(seat.grants)), seat.priority, seat.overage,
+                                         seat.suspended_until)
+        new = lean_key(old, typ, d)
+        if new != old:
+            if seat is not None:
+                row = p.rows.pop()
+                self._close(p, row, seq)
+                iv = row.iv
+                if eff > iv.valid_from:
+                    p.rows.append(Row(Interval(iv.valid_from, eff, iv.state, iv.grants, iv.priority, iv.overage,
+                                               iv.suspended_until, iv.opened_seq, iv.opened_type, seq, typ,
+                                               lean_reason(typ, d)), seq, False))
+            if new is not None:
+                p.rows.append(Row(Interval(eff, None, new[0], new[1], new[2], new[3], new[4], seq, typ), seq, False))
+                p.seat = _seat_of_key(uid, new, eff)
+            else:
+                p.seat = None
+        p.last_eff = eff
+        p.seqs.append(seq)
+        return True
 
     def inserts(self) -> list[tuple]:
         out = list(self.finished)
@@ -478,15 +559,26 @@ async def pools_of_product(conn, tenant: str, product_id: str, k: int) -> list[s
         "ORDER BY pool_id", tenant, product_id, k)]
 
 
-_HOLDERS = """
-WITH h AS MATERIALIZED (
-  SELECT s.* FROM unnest($2::text[]) AS p(id) CROSS JOIN LATERAL (
-    SELECT * FROM seat_intervals s WHERE s.tenant_id = $1 AND s.pool_id = p.id AND s.valid @> $3::timestamptz
-      AND s.known @> $4::bigint AND s.state <> 'waiting') s
-)
-SELECT h.*, (SELECT count(*) FROM h) AS total FROM h
-WHERE (h.user_id, h.pool_id) > ($5::text COLLATE "C", $6::text COLLATE "C")
-ORDER BY h.user_id, h.pool_id LIMIT $7
+# valid @> T and known @> K on the scalar bounds (0051): index-only scans of seat_intervals_holders
+# (a page per pool in user order, merged) and seat_intervals_at (the count)
+_PAGE_COLUMNS = ("user_id, pool_id, product_id, state, grants, priority, overage, suspended_until, valid, "
+                 "opened_seq")
+_HOLDERS = f"""
+SELECT c.total, h.* FROM (
+  SELECT count(*) AS total FROM seat_intervals s
+  WHERE s.tenant_id = $1 AND s.pool_id = ANY($2::text[]) AND s.valid_from <= $3::timestamptz
+    AND s.valid_to > $3::timestamptz AND s.known_from <= $4::bigint AND s.known_to > $4::bigint
+    AND s.state <> 'waiting'
+) c LEFT JOIN LATERAL (
+  SELECT h.* FROM unnest($2::text[]) AS p(id) CROSS JOIN LATERAL (
+    SELECT {_PAGE_COLUMNS} FROM seat_intervals s
+    WHERE s.tenant_id = $1 AND s.pool_id = p.id AND s.state <> 'waiting'
+      AND s.user_id >= $5::text COLLATE "C" AND (s.user_id > $5::text COLLATE "C" OR p.id > $6::text COLLATE "C")
+      AND s.valid_from <= $3::timestamptz AND s.valid_to > $3::timestamptz
+      AND s.known_from <= $4::bigint AND s.known_to > $4::bigint
+    ORDER BY s.user_id LIMIT $7) h
+  ORDER BY h.user_id, h.pool_id LIMIT $7
+) h ON true
 """
 
 
@@ -494,13 +586,7 @@ async def holders(conn, tenant: str, pool_ids: list[str], at: datetime, k: int, 
                   after: tuple[str, str] = ("", "")) -> tuple[int, list[dict]]:
     """(total, one page) of the seats held (active or suspended) at `at` as known at `k`, by (user, pool)."""
     rows = await conn.fetch(_HOLDERS, tenant, pool_ids, at, k, after[0], after[1], limit)
-    if rows:
-        return rows[0]["total"], [_seat(r) for r in rows]
-    total = await conn.fetchval(
-        "SELECT count(*) FROM unnest($2::text[]) AS p(id) CROSS JOIN LATERAL (SELECT 1 FROM seat_intervals s "
-        "WHERE s.tenant_id = $1 AND s.pool_id = p.id AND s.valid @> $3::timestamptz AND s.known @> $4::bigint "
-        "AND s.state <> 'waiting') s", tenant, pool_ids, at, k)
-    return total, []
+    return rows[0]["total"], [_seat(r) for r in rows if r["user_id"] is not None]
 
 
 async def export_holders(conn, tenant: str, pool_ids: list[str], at: datetime, k: int,
@@ -535,7 +621,8 @@ async def usage(conn, tenant: str, at: datetime, k: int) -> list[dict]:
                  count(*) FILTER (WHERE s.state = 'suspended') AS suspended,
                  count(*) FILTER (WHERE s.state = 'waiting') AS waiting
           FROM seat_intervals s WHERE s.tenant_id = p.tenant_id AND s.pool_id = p.pool_id
-            AND s.valid @> $2::timestamptz AND s.known @> $3::bigint) n ON true
+            AND s.valid_from <= $2::timestamptz AND s.valid_to > $2::timestamptz
+            AND s.known_from <= $3::bigint AND s.known_to > $3::bigint) n ON true
         WHERE p.tenant_id = $1 AND p.created_seq <= $3 ORDER BY p.pool_id""", tenant, at, k)
     return [{"pool_id": r["pool_id"], "product_id": r["product_id"], "seats": r["seats"],
              "used": r["active"] + r["suspended"], "active": r["active"], "suspended": r["suspended"],

@@ -180,10 +180,12 @@ async def main() -> dict:
         res["rebuild_s"] = round(rb.seconds, 2)
         res["rebuild_events_per_s"] = round(n / rb.seconds)            # the whole ledger, per second
         res["rebuild_pool_events_per_s"] = round(rb.events / rb.seconds)   # the events it folds
+        res["rebuild_phases_s"] = {k: round(v, 2) for k, v in rb.phases.items()}
         head = await tp.ensure_current(pool, TENANT)
-        # planner statistics after the bulk load (autovacuum would get there; the app role may not ANALYZE)
+        # planner statistics and the visibility map after the bulk load, as autovacuum's insert-triggered
+        # run would leave them (the reads are index-only scans); the app role may not VACUUM
         admin = await asyncpg.connect(d.migrate)
-        await admin.execute("ANALYZE seat_intervals, temporal_pools, temporal_pool_changes, temporal_marks")
+        await admin.execute("VACUUM ANALYZE seat_intervals, temporal_pools, temporal_pool_changes, temporal_marks")
         await admin.close()
         async with pool.acquire() as conn:
             intervals = await conn.fetchval("SELECT count(*) FROM seat_intervals WHERE tenant_id = $1", TENANT)
