@@ -28,6 +28,7 @@ class LicenceEffects:
     admin: dict[str, set[str]]                       # user -> pools an admin granted
     before: dict[str, dict[str, Seat]] = field(default_factory=dict)
     extra_demand: dict[str, dict] = field(default_factory=dict)   # pool -> full demand to re-apply
+    reapplied: dict[str, list] = field(default_factory=dict)      # pool -> late renewal instants
     touched: set[str] = field(default_factory=set)
     _bound: dict = field(default_factory=dict)
 
@@ -121,15 +122,28 @@ class LicenceClockHandler:
         # every seat expired and nobody waits for an ended pool. Its rules must be applied again,
         # which needs the directory - only for such pools, so a tick stays cheap.
         for pid, pool in fx.pools.items():
-            if pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting():
+            late = pool.terms.late_renewals_due(fx.now) if pool.terms.in_term(fx.now) else []
+            if late:
+                fx.reapplied[pid] = late
+            if late or (pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting()):
                 admin = {r["user_id"] for r in await conn.fetch(
                     "SELECT user_id FROM licence_admin_grants WHERE tenant_id = $1 AND pool_id = $2", tenant, pid)}
                 fx.extra_demand[pid] = await full_demand(conn, tenant, pool, fx.rules, admin)
         return fx
 
     def decide(self, fx: LicenceEffects, cmd):
+        from .events import NewEvent
         from .executor import Decision
+        from .licences import RulesReapplied
         changes = fx.for_users({})
+        for pid, instants in sorted(fx.reapplied.items()):
+            marks = [NewEvent(RulesReapplied(pool_id=pid, renewal_at=at), None, f"reapplied:{pid}:{at.isoformat()}")
+                     for at in instants]
+            ch = next((c for c in changes if c.stream == f"pool-{pid}"), None)
+            if ch is None:
+                changes.append(StreamChange(f"pool-{pid}", None, marks))
+            else:
+                ch.events[:0] = marks
         return Decision(changes, result={"events": sum(len(c.events) for c in changes)})
 
     def evolve(self, fx: LicenceEffects, cmd, decision) -> None:

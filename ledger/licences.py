@@ -146,6 +146,14 @@ class LicenceExpired(Event):
     term_end: datetime
 
 
+@event("RulesReapplied")
+class RulesReapplied(Event):
+    """The pool's rules were applied to the whole directory again because a renewal brought it back
+    in term after its end (`renewal_at`); recorded so that it happens once per such renewal."""
+    pool_id: str
+    renewal_at: datetime
+
+
 @event("SeatEndCorrected")
 class SeatEndCorrected(Event):
     """An admin's correction: the user's last holding really ended at `ended_at` (effective then)."""
@@ -211,6 +219,18 @@ class Terms:
         end = self._latest("renew", t, self.term_end)
         cancelled = next((at for at, k, _ in self.changes if k == "cancel" and at <= t), None)
         return min(end, cancelled) if cancelled is not None else end
+
+    def late_renewals_due(self, now: datetime) -> list[datetime]:
+        """Instants <= now at which a renewal brought the pool back in term after its end, and
+        whose rules have not been re-applied yet (no 'reapplied' mark at that instant)."""
+        from datetime import timedelta
+        marks = {at for at, k, _ in self.changes if k == "reapplied"}
+        out = []
+        for at, k, _ in self.changes:
+            if k == "renew" and at <= now and at not in marks \
+                    and self.term_end_at(at - timedelta(microseconds=1)) <= at and self.in_term(at):
+                out.append(at)
+        return out
 
     def in_term(self, t: datetime) -> bool:
         return self.term_start <= t < self.term_end_at(t)
@@ -294,6 +314,8 @@ def evolve(state: PoolState | None, ev: Event, effective_at: datetime) -> PoolSt
         t.add_change(effective_at, "renew", ev.term_end)
     elif isinstance(ev, PoolCancelled):
         t.add_change(effective_at, "cancel", None)
+    elif isinstance(ev, RulesReapplied):
+        t.add_change(ev.renewal_at, "reapplied", None)
     elif isinstance(ev, SeatAssigned):
         state.counter += 1
         prev = state.seats.get(ev.user_id)

@@ -25,7 +25,7 @@ After every step:
     entitlement check agrees with the rows.
 
 Engine bugs it found are pinned at the end of this module: two fixed (d262ad1, regression tests)
-and four open (strict xfail; the KNOWN_BUG_* switches keep the machine off them until fixed).
+all fixed since; their reproductions stay as regression tests (the KNOWN_BUG_* switches are off).
 
 Normal suite: 15 examples x 30 steps (~30 s). The separate slow run (~8 min):
 
@@ -68,7 +68,7 @@ SLACK = timedelta(milliseconds=20)
 # - late renewal (test_late_renewal_*): a renewal taking effect after the term end re-applies the
 #   rules on the next tick only for a pool with rules and no seat at all; the machine does not
 #   schedule a renewal that would bring an ended pool back.
-KNOWN_BUG_LATE_RENEWAL = True
+KNOWN_BUG_LATE_RENEWAL = False
 # - test_downsize_does_not_requeue_a_suspended_user: no downsizing a pool with a grace period.
 KNOWN_BUG_DOWNSIZE_SUSPENDED = False
 # - test_suspending_write_updates_grants: grants and priority of suspended rows are not compared.
@@ -673,9 +673,6 @@ async def test_late_renewal_reapplies_admin_grants(bus, pg_pool, tenant):
     assert await seats(pg_pool, tenant) == {"a": "active"}             # fails: {}
 
 
-@pytest.mark.xfail(strict=True, reason="open: TickLicences re-applies a pool's rules only when "
-                   "it holds and queues nobody; a SCIM write between the renewal instant and the tick seats its "
-                   "own user, and the other eligible users are then never re-queued")
 async def test_late_renewal_reapplies_rules_after_an_intervening_scim_write(bus, pg_pool, tenant):
     from ledger.directory import USER_RS, CreateUser
     from ledger.licence_admin import AddRule, CreatePool, DefineProduct
