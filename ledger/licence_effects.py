@@ -126,6 +126,11 @@ class LicenceClockHandler:
             if late:
                 fx.reapplied[pid] = late
             if late or (pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting()):
+                # the full demand meets every seat of the pool: load them all (a partial state
+                # would take a holder it did not load for a new request and count it twice)
+                from projections.licences import load_pools
+                pool = fx.pools[pid] = (await load_pools(conn, tenant, [pid]))[pid]
+                fx.before[pid] = dict(pool.seats)
                 admin = {r["user_id"] for r in await conn.fetch(
                     "SELECT user_id FROM licence_admin_grants WHERE tenant_id = $1 AND pool_id = $2", tenant, pid)}
                 fx.extra_demand[pid] = await full_demand(conn, tenant, pool, fx.rules, admin)
