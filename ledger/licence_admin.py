@@ -191,12 +191,15 @@ def _seat_changes(st: LicenceState, pool_id: str, demand: dict, extra: list[NewE
 
 
 def _demand_after(st: LicenceState, pool_id: str, *, drop_rule: str | None = None,
-                  drop_admin: str | None = None) -> dict:
-    """Full demand loaded in `load`, adjusted for what this command removes."""
+                  drop_admin: str | None = None, add_rule: tuple[str, int] | None = None) -> dict:
+    """Full demand loaded in `load` (which already evaluated rules the batch adds), adjusted for
+    what this command removes (`drop_*`) or adds (`add_rule` = (rule id, priority))."""
     from .licence_rules import ADMIN_GRANT
     from .licences import Demand
     full = dict(st.demand.get(pool_id, {}))
     rules = {r.rule_id: r.priority for r in st.rules if r.pool_id == pool_id and r.rule_id != drop_rule}
+    if add_rule is not None:
+        rules[add_rule[0]] = add_rule[1]
     for uid, d in list(full.items()):
         g = set(d.grants)
         if drop_rule:
@@ -348,22 +351,8 @@ class AddRule(Command):
                 raise CommandRejected("invalidFilter", str(exc), field="filter") from None
         ev = RuleAdded(pool_id=self.pool_id, rule_id=self.rule_id, priority=self.priority, kind=self.kind,
                        group_id=self.group_id, filter=self.filter)
-        return Decision(_seat_changes(st, self.pool_id, _with_rule(st, self), [NewEvent(ev)]),
+        return Decision(_seat_changes(st, self.pool_id, _demand_after(st, self.pool_id, add_rule=(self.rule_id, self.priority)), [NewEvent(ev)]),
                         result={"rule_id": self.rule_id})
-
-
-def _with_rule(st: LicenceState, cmd: AddRule) -> dict:
-    """Demand with the new rule included (it was loaded with pending rules in `load`)."""
-    from .licence_rules import ADMIN_GRANT
-    from .licences import Demand
-    rules = {r.rule_id: r.priority for r in st.rules if r.pool_id == cmd.pool_id}
-    rules[cmd.rule_id] = cmd.priority
-    out = {}
-    for uid, d in st.demand.get(cmd.pool_id, {}).items():
-        g = {x for x in d.grants if x in rules or (x == ADMIN_GRANT and uid in st.admin.get(cmd.pool_id, set()))}
-        prio = min([rules[x] for x in g if x in rules] + ([0] if ADMIN_GRANT in g else []), default=100)
-        out[uid] = Demand(frozenset(g), prio, d.active, d.deleted)
-    return out
 
 
 @dataclass
