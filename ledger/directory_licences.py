@@ -20,22 +20,16 @@ async def load_licences(conn, tenant: str, commands: list, reads, st) -> None:
     if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM licence_pools WHERE tenant_id = $1)", tenant):
         return
     from .directory import CreateUser, DeleteGroup, Reads
-    # members of groups being deleted lose that group's grants: load them and their documents
+    # members of groups being deleted lose that group's grants: load who they are
     deleted_groups = [c.id for c in commands if isinstance(c, DeleteGroup)]
     if deleted_groups:
-        rows = await conn.fetch("SELECT group_id, member_id FROM group_members WHERE tenant_id = $1 "
-                                "AND group_id = ANY($2::text[])", tenant, deleted_groups)
-        for r in rows:
-            st.members.setdefault(r["group_id"], set()).add(r["member_id"])
-        extra = Reads(ids={r["member_id"] for r in rows} - set(st.res))
-        if extra.ids:
-            await load_state(conn, tenant, extra, st)
-    # a full member replacement (PUT, `replace members`) may remove members whose documents were not
-    # loaded: for groups that licence rules name, load them, so their seats follow
+        await load_state(conn, tenant, Reads(full_groups=set(deleted_groups)), st)
+    # a deleted group or a full member replacement (PUT, `replace members`) changes members whose
+    # documents were not loaded: for groups that licence rules name, load them, so their seats follow
     rule_groups = {r["group_id"] for r in await conn.fetch(
         "SELECT DISTINCT group_id FROM licence_rules WHERE tenant_id = $1 AND kind = 'group'", tenant)}
     members = set()
-    for gid in (set(st.full) | set(deleted_groups)) & rule_groups:
+    for gid in st.full & rule_groups:
         members |= st.members.get(gid, set())
     extra = Reads(ids=members - set(st.res))
     if extra.ids:
