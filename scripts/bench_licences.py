@@ -17,10 +17,8 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -36,32 +34,7 @@ USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(len(xs) * p))] * 1000, 2) if xs else None
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-async def load(n: int, conc: int, fn) -> tuple[float, list[float]]:
-    lat: list[float] = []
-    it = iter(range(n))
-
-    async def worker():
-        for i in it:
-            t = time.perf_counter()
-            await fn(i)
-            lat.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*[worker() for _ in range(conc)])
-    return time.perf_counter() - t0, lat
+from benchkit import free_port, load, pct  # noqa: E402
 
 
 async def setup_tenant(rt, tenant: str, rules: bool, seats: int) -> dict:

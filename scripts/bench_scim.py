@@ -36,7 +36,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -92,32 +91,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 '''
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(len(xs) * p))] * 1000, 2) if xs else None
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-async def load(n: int, conc: int, fn) -> tuple[float, list[float]]:
-    lat: list[float] = []
-    it = iter(range(n))
-
-    async def worker():
-        for i in it:
-            t = time.perf_counter()
-            await fn(i)
-            lat.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*[worker() for _ in range(conc)])
-    return time.perf_counter() - t0, lat
+from benchkit import free_port, load, pct  # noqa: E402
 
 
 # ---- CPU accounting -------------------------------------------------------------------------
