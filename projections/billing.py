@@ -544,31 +544,15 @@ def invoice_document(invoice: Invoice) -> dict:
     }
 
 
-def _check_leaves(v, path="$") -> None:
-    if v is None or isinstance(v, (str, bool, int)):
-        return
-    if isinstance(v, list):
-        for i, x in enumerate(v):
-            _check_leaves(x, f"{path}[{i}]")
-        return
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if not isinstance(k, str):
-                raise ValueError(f"non-string key at {path}")
-            _check_leaves(x, f"{path}.{k}")
-        return
-    raise ValueError(f"{type(v).__name__} at {path}: only str/int/bool/None leaves")
-
-
 def canonical_bytes(doc: Mapping | Invoice) -> bytes:
     """UTF-8 JSON, keys sorted, no whitespace, non-ASCII kept - exactly json.dumps(doc, sort_keys=True,
     separators=(",", ":"), ensure_ascii=False).encode() (orjson emits those bytes for these values, faster):
     hash these to seal an issued invoice. A document not built here is checked for its leaves first."""
     if isinstance(doc, Invoice):
-        doc = invoice_document(doc)          # str/int/bool/None leaves by construction
-    else:
-        _check_leaves(doc)
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        # str/int/bool/None leaves by construction
+        return orjson.dumps(invoice_document(doc), option=orjson.OPT_SORT_KEYS)
+    from ledger.canonical import dumps      # the ledger's encoding: the same bytes, leaves checked
+    return dumps(dict(doc))
 
 
 def invoice_hash(doc: Mapping | Invoice) -> str:
