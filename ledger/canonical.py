@@ -30,20 +30,21 @@ def from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def _check(value, path="$"):
+def check(value, path="$") -> None:
+    """Raise ValueError unless every leaf of `value` is a string, integer, boolean or null."""
     if value is None or isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
         raise ValueError(f"float at {path}: encode numbers as integers or strings")
     if isinstance(value, list):
         for i, v in enumerate(value):
-            _check(v, f"{path}[{i}]")
+            check(v, f"{path}[{i}]")
         return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ValueError(f"non-string key at {path}")
-            _check(v, f"{path}.{k}")
+            check(v, f"{path}.{k}")
         return
     raise ValueError(f"unsupported {type(value).__name__} at {path}")
 
@@ -52,11 +53,17 @@ def dumps(obj, *, checked_data: bool = False) -> bytes:
     """Encode an event document. `checked_data`: the data comes from a registered event model,
     whose field types were checked for floats at registration, so only the rest is walked."""
     if checked_data:
-        _check({k: v for k, v in obj.items() if k != "data"})
+        check({k: v for k, v in obj.items() if k != "data"})
     else:
-        _check(obj)
+        check(obj)
     # orjson with sorted keys emits exactly json.dumps(sort_keys=True, separators=(",", ":"),
     # ensure_ascii=False) for these values (ASCII keys, no floats), several times faster.
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def dumps_checked(obj) -> bytes:
+    """Encode a document whose every leaf the caller has already checked (the append path checks a
+    command's metadata once for all its events; the other fields are typed by the store itself)."""
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
