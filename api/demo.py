@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from aiohttp import ClientSession
 
+from ledger.config import settings
 from ledger.executor import CommandRejected
 from ledger.store import ConcurrencyError
 from ledger.tenancy import CreateTenant
@@ -111,6 +112,12 @@ async def script(base: str, tokens: dict[str, str]) -> dict:
     return facts
 
 
+def _data_line(rt: Runtime) -> str:
+    if rt.dsns.embedded:
+        return f"Data: embedded PostgreSQL under {settings().data_dir} (SEATLEDGER_DATABASE_URL selects another)."
+    return "Data: the PostgreSQL named by SEATLEDGER_DATABASE_URL."
+
+
 def explain(rt: Runtime, base: str, tokens: dict[str, str], facts: dict | None) -> None:
     t = DEMO_TENANT
     h = lambda scope: f"-H 'Authorization: Bearer {tokens[scope]}'"  # noqa: E731
@@ -136,6 +143,7 @@ users and groups (SCIM):
 the past and the ledger:
   curl {h('auditor')} '{base}/v1/{t}/history/pools/design-2026/holders?asOf={(facts or {}).get('started', '<time>')}'
   curl {h('auditor')} '{base}/v1/{t}/history/pools/analytics-trial/holders?asOf={before}&knownAt={before}'   # before the correction
+  curl {h('auditor')} '{base}/v1/{t}/history/pools/analytics-trial/holders?asOf={before}'   # the same instant, after the correction
   curl {h('auditor')} '{base}/v1/{t}/history/users/{ada}?asOf={before}'
   curl {h('auditor')} {base}/v1/{t}/audit/head          # signed head
   curl {h('auditor')} '{base}/v1/{t}/audit/export?format=jsonl' > demo.jsonl && python scripts/verify_export.py demo.jsonl
@@ -143,5 +151,5 @@ the past and the ledger:
   seatledger verify --tenant {t}
   seatledger reconcile --tenant {t}
 
-Data: embedded PostgreSQL under ~/.local/share/seatledger (or SEATLEDGER_DATABASE_URL).
+{_data_line(rt)}
 Press Ctrl-C to stop (the embedded PostgreSQL stops with it).""")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "api.cli", "demo", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **cli_env})
+    printed: list[str] = []
     try:
         for _ in range(100):
             try:
@@ -94,9 +96,22 @@ def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
                 time.sleep(0.2)
         else:
             raise AssertionError("demo did not come up")
+        # the printed history queries answer, before and after the correction
+        while not any("after the correction" in line for line in printed):
+            line = proc.stdout.readline()
+            assert line, "the demo stopped printing before its history queries"
+            printed.append(line)
+        for line in printed:
+            if "# before the correction" in line or "# the same instant, after the correction" in line:
+                token = re.search(r"Bearer (slt_[^']+)'", line).group(1)
+                url = re.search(r"'(http://[^']+)'", line).group(1)
+                req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert r.status == 200 and "holders" in json.loads(r.read())
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
+    out = "".join(printed) + out
     assert proc.returncode == 0, err
     assert "/scim/v2/demo" in out and "auditor token:" in out and "slt_" in out
     assert "seeded just now through the HTTP API" in out, out
