@@ -14,8 +14,8 @@ import orjson
 from .events import NewEvent
 from .executor import BATCH_NOW, Command, CommandRejected, Decision, Handler
 from .licence_rules import KINDS, AdminGranted, AdminRevoked, Rule, RuleAdded, RuleRemoved
-from .licences import (PoolCancelled, PoolCreated, PoolRenewed, PoolRepriced, PoolResized, PoolState,
-                       ProductDefined, compact, decide_seats, evolve, to_new_events)
+from .licences import (PoolCancelled, PoolContract, PoolCreated, PoolRenewed, PoolRepriced, PoolResized,
+                       PoolState, ProductDefined, compact, decide_seats, evolve, to_new_events)
 from .store import StreamChange
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -212,6 +212,14 @@ def _demand_after(st: LicenceState, pool_id: str, *, drop_rule: str | None = Non
     return full
 
 
+def _on_pool(st: LicenceState, pool_id: str, event: NewEvent, demand: dict | None = None,
+             result: dict | None = None) -> Decision:
+    """The shape of most pool commands: one pool event, then the seat events it causes. `demand`
+    is what the rules now ask for (None: nobody's demand moved, seats only follow the pool's new
+    limit or term)."""
+    return Decision(_seat_changes(st, pool_id, demand or {}, [event]), result=result or {"pool_id": pool_id})
+
+
 # ---- commands ----------------------------------------------------------------------------------
 
 @dataclass
@@ -228,19 +236,7 @@ class DefineProduct(Command):
 
 
 @dataclass
-class CreatePool(Command):
-    pool_id: str
-    product_id: str
-    seats: int
-    term_start: datetime
-    term_end: datetime
-    currency: str = "EUR"
-    price_minor: int = 0
-    overage_price_minor: int | None = None
-    billing_mode: str = "usage"
-    grace_seconds: int = 0
-    overage_policy: str = "reject"
-    overage_cap: int = 0
+class CreatePool(PoolContract, Command):
     handler = LICENCE_ADMIN
 
     def decide(self, st):
@@ -274,8 +270,8 @@ class ResizePool(Command):
         _pool(st, self.pool_id)
         if self.seats < 0:
             raise CommandRejected("invalidValue", "seats must be >= 0", field="seats")
-        ne = NewEvent(PoolResized(pool_id=self.pool_id, seats=self.seats), self.effective_at)
-        return Decision(_seat_changes(st, self.pool_id, {}, [ne]), result={"pool_id": self.pool_id})
+        return _on_pool(st, self.pool_id, NewEvent(PoolResized(pool_id=self.pool_id, seats=self.seats),
+                                                   self.effective_at))
 
 
 @dataclass
@@ -306,10 +302,9 @@ class RenewPool(Command):
         p = _pool(st, self.pool_id)
         if self.term_end <= p.terms.term_start:
             raise CommandRejected("invalidValue", "term_end must be after the term start", field="term_end")
-        ne = NewEvent(PoolRenewed(pool_id=self.pool_id, term_end=self.term_end), self.effective_at)
         # after the end, the rules re-assign: the full demand is re-applied
-        return Decision(_seat_changes(st, self.pool_id, _demand_after(st, self.pool_id), [ne]),
-                        result={"pool_id": self.pool_id})
+        return _on_pool(st, self.pool_id, NewEvent(PoolRenewed(pool_id=self.pool_id, term_end=self.term_end),
+                                                   self.effective_at), _demand_after(st, self.pool_id))
 
 
 @dataclass
@@ -320,8 +315,7 @@ class CancelPool(Command):
 
     def decide(self, st):
         _pool(st, self.pool_id)
-        ne = NewEvent(PoolCancelled(pool_id=self.pool_id), self.effective_at)
-        return Decision(_seat_changes(st, self.pool_id, {}, [ne]), result={"pool_id": self.pool_id})
+        return _on_pool(st, self.pool_id, NewEvent(PoolCancelled(pool_id=self.pool_id), self.effective_at))
 
 
 @dataclass
@@ -351,7 +345,8 @@ class AddRule(Command):
                 raise CommandRejected("invalidFilter", str(exc), field="filter") from None
         ev = RuleAdded(pool_id=self.pool_id, rule_id=self.rule_id, priority=self.priority, kind=self.kind,
                        group_id=self.group_id, filter=self.filter)
-        return Decision(_seat_changes(st, self.pool_id, _demand_after(st, self.pool_id, add_rule=(self.rule_id, self.priority)), [NewEvent(ev)]),
+        return _on_pool(st, self.pool_id, NewEvent(ev),
+                        _demand_after(st, self.pool_id, add_rule=(self.rule_id, self.priority)),
                         result={"rule_id": self.rule_id})
 
 
@@ -365,9 +360,8 @@ class RemoveRule(Command):
         _pool(st, self.pool_id)
         if not any(r.pool_id == self.pool_id and r.rule_id == self.rule_id for r in st.rules):
             raise CommandRejected("notFound", f"no rule {self.rule_id}", status=404, field="rule_id")
-        ne = NewEvent(RuleRemoved(pool_id=self.pool_id, rule_id=self.rule_id))
-        return Decision(_seat_changes(st, self.pool_id, _demand_after(st, self.pool_id, drop_rule=self.rule_id), [ne]),
-                        result={"rule_id": self.rule_id})
+        return _on_pool(st, self.pool_id, NewEvent(RuleRemoved(pool_id=self.pool_id, rule_id=self.rule_id)),
+                        _demand_after(st, self.pool_id, drop_rule=self.rule_id), result={"rule_id": self.rule_id})
 
 
 @dataclass
@@ -388,7 +382,7 @@ class AdminAssign(Command):
             from .licences import Demand
             x = demand[self.user_id]
             demand[self.user_id] = Demand(x.grants | {ADMIN_GRANT}, 0, x.active)
-        return Decision(_seat_changes(st, self.pool_id, demand, [ne]), result=_seat_result(st, self.pool_id, self.user_id))
+        return _on_pool(st, self.pool_id, ne, demand, result={"pool_id": self.pool_id, "user_id": self.user_id})
 
 
 @dataclass
@@ -401,8 +395,8 @@ class AdminRevoke(Command):
         _pool(st, self.pool_id)
         if self.user_id not in st.admin.get(self.pool_id, set()):
             raise CommandRejected("notFound", f"user {self.user_id} has no admin grant on {self.pool_id}", status=404)
-        ne = NewEvent(AdminRevoked(pool_id=self.pool_id, user_id=self.user_id))
-        return Decision(_seat_changes(st, self.pool_id, _demand_after(st, self.pool_id, drop_admin=self.user_id), [ne]),
+        return _on_pool(st, self.pool_id, NewEvent(AdminRevoked(pool_id=self.pool_id, user_id=self.user_id)),
+                        _demand_after(st, self.pool_id, drop_admin=self.user_id),
                         result={"pool_id": self.pool_id, "user_id": self.user_id})
 
 
@@ -419,10 +413,6 @@ class Reevaluate(Command):
         if not ch[0].events:
             return Decision([], result={"pool_id": self.pool_id, "events": 0})
         return Decision(ch, result={"pool_id": self.pool_id, "events": len(ch[0].events)})
-
-
-def _seat_result(st, pool_id, user_id) -> dict[str, Any]:
-    return {"pool_id": pool_id, "user_id": user_id}
 
 
 # ---- corrections -------------------------------------------------------------------------------
@@ -478,8 +468,8 @@ class CorrectSeatEnd(Command):
                                       f"({', '.join(sorted(d.grants))}): deprovision first", status=409)
             rel = NewEvent(SeatReleased(pool_id=self.pool_id, user_id=self.user_id, reason="correction"),
                            self.ended_at)
-            return Decision(_seat_changes(st, self.pool_id, {}, [rel]),
-                            result={"pool_id": self.pool_id, "user_id": self.user_id, "ended_at": self.ended_at.isoformat()})
+            return _on_pool(st, self.pool_id, rel, result={"pool_id": self.pool_id, "user_id": self.user_id,
+                                                            "ended_at": self.ended_at.isoformat()})
         if end is None:
             raise CommandRejected("conflict", f"{self.user_id} has no ended holding of {self.pool_id}", status=409)
         if self.ended_at >= end:

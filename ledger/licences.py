@@ -27,7 +27,7 @@ Seat rules, decided here and nowhere else:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Iterable, Literal
 
@@ -181,8 +181,8 @@ SEAT_EVENTS = (SeatAssigned, SeatQueued, SeatGrantsChanged, SeatSuspended, SeatR
 # ---- state -------------------------------------------------------------------------------------
 
 @dataclass
-class Terms:
-    """A pool's contract and its timeline of effective changes."""
+class PoolContract:
+    """A pool's contract as it is created (the CreatePool command carries the same fields)."""
     pool_id: str
     product_id: str
     seats: int
@@ -195,6 +195,16 @@ class Terms:
     grace_seconds: int = 0
     overage_policy: str = "reject"
     overage_cap: int = 0
+
+
+# the event and the contract name the same fields: a field added to one must be added to the other
+_CONTRACT_FIELDS = tuple(f.name for f in fields(PoolContract))
+assert set(_CONTRACT_FIELDS) == set(PoolCreated.model_fields), "PoolCreated and PoolContract differ"
+
+
+@dataclass
+class Terms(PoolContract):
+    """A pool's contract and its timeline of effective changes."""
     # (effective instant, kind, value), kept sorted by instant then arrival
     changes: list[tuple[datetime, str, object]] = field(default_factory=list)
 
@@ -301,9 +311,7 @@ NO_DEMAND = Demand(frozenset())
 def evolve(state: PoolState | None, ev: Event, effective_at: datetime) -> PoolState | None:
     """Fold one event into a pool's state. Used by the write side and by replay alike."""
     if isinstance(ev, PoolCreated):
-        return PoolState(Terms(ev.pool_id, ev.product_id, ev.seats, ev.term_start, ev.term_end, ev.currency,
-                               ev.price_minor, ev.overage_price_minor, ev.billing_mode, ev.grace_seconds,
-                               ev.overage_policy, ev.overage_cap))
+        return PoolState(Terms(**{f: getattr(ev, f) for f in _CONTRACT_FIELDS}))
     assert state is not None, f"{type(ev).__name__} before PoolCreated"
     t = state.terms
     if isinstance(ev, PoolResized):
