@@ -55,7 +55,22 @@ class Wakeups:
             await self.conn.close()
 
 
-class TenantSubscription:
+class _Polling:
+    """Deliver batches until there are none, then wait for a wake-up (or the poll interval)."""
+
+    async def poll(self) -> int:
+        raise NotImplementedError
+
+    async def run(self, wakeups: Wakeups | None, poll_interval: float = 1.0) -> None:
+        while True:
+            if await self.poll() == 0:
+                if wakeups:
+                    await wakeups.wait(poll_interval)
+                else:
+                    await asyncio.sleep(poll_interval)
+
+
+class TenantSubscription(_Polling):
     def __init__(self, store: EventStore, name: str, tenant: str, handler: Handler, batch: int = 1000):
         self.store, self.name, self.tenant, self.handler, self.batch = store, name, tenant, handler, batch
 
@@ -77,16 +92,8 @@ class TenantSubscription:
                     self.name, self.tenant, events[-1].seq)
         return len(events)
 
-    async def run(self, wakeups: Wakeups | None, poll_interval: float = 1.0) -> None:
-        while True:
-            if await self.poll() == 0:
-                if wakeups:
-                    await wakeups.wait(poll_interval)
-                else:
-                    await asyncio.sleep(poll_interval)
 
-
-class AllTenantsSubscription:
+class AllTenantsSubscription(_Polling):
     def __init__(self, store: EventStore, name: str, handler: Handler, batch: int = 1000):
         self.store, self.name, self.handler, self.batch = store, name, handler, batch
 
@@ -117,11 +124,3 @@ class AllTenantsSubscription:
         else:
             await self._save(horizon, window_end, events[-1].position)
         return len(events)
-
-    async def run(self, wakeups: Wakeups | None, poll_interval: float = 1.0) -> None:
-        while True:
-            if await self.poll() == 0:
-                if wakeups:
-                    await wakeups.wait(poll_interval)
-                else:
-                    await asyncio.sleep(poll_interval)
