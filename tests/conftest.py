@@ -96,13 +96,5 @@ async def service(dsns, app_pool, store):
 @pytest.fixture
 async def tenant_tokens(service, tenant):
     """A fresh tenant with one token per scope: {'tenant': id, 'scim': token, 'admin': ..., ...}."""
-    from ledger.tenancy import CreateTenant
-    from ledger.tokens import SCOPES, IssueToken
-    _, rt = service
-    await rt.bus.execute(tenant, CreateTenant(tenant, tenant))
-    out = {"tenant": tenant}
-    for s in SCOPES:
-        cmd = IssueToken(s)
-        await rt.bus.execute(tenant, cmd)
-        out[s] = cmd.token
-    return out
+    from tenants import tenant_with_tokens
+    return await tenant_with_tokens(service[1], tenant)
