@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     rc.add_argument("--fix", action="store_true", help="append compensating events (source reconciler)")
     rc.add_argument("--json", action="store_true")
     from .history_http import add_cli as _history_cli
-    history_handlers = _history_cli(sub)      # rebuild, holders
+    history_handlers = _history_cli(sub)      # rebuild, holders, licences, usage, resource, timeline
     from .billing_http import add_cli as _billing_cli
     billing_handlers = _billing_cli(sub)      # bill
     e = sub.add_parser("erase", help="erase a subject's personal data (the chain stays valid)")

@@ -13,6 +13,11 @@ ledger said then). Answers come from the temporal projection, caught up to the h
     GET /v1/<t>/history/pools/<pool>/timeline[?limit&cursor]
     GET /v1/<t>/history/users/<user>                            the SCIM User as it was (deleted: 404
     GET /v1/<t>/history/groups/<group>                          with deleted_at; erased: "erased": true)
+
+The same resources in SCIM form are `GET /scim/v2/<t>/Users|Groups/<id>?asOf=T[&knownAt=K]` (same scopes,
+api/scim_http.py), folded by the same `ledger.replay.resource_at`. The answers are functions of
+(pool, tenant, asOf, knownAt) shared by the handlers and the CLI: `seatledger holders`, `licences`,
+`usage`, `resource`, `timeline` print the JSON the endpoints return.
 """
 from __future__ import annotations
 
@@ -61,7 +66,8 @@ def parse_known(s: str | None) -> int | datetime | None:
     return parse_time("knownAt", s)
 
 
-def _common(request: web.Request) -> tuple[datetime, int | datetime | None]:
+def when_params(request: web.Request) -> tuple[datetime, int | datetime | None]:
+    """(asOf, knownAt) of a request (also read by the SCIM GET ?asOf, api/scim_http.py); BadParam if bad."""
     q = request.rel_url.query
     as_of = parse_time("asOf", q["asOf"]) if "asOf" in q else datetime.now(timezone.utc)
     return as_of, parse_known(q.get("knownAt"))
@@ -104,13 +110,15 @@ def handler(fn):
     return wrapped
 
 
-async def _known_seq(request, known) -> tuple[int, int]:
-    """(head the projection reflects, knownAt as a sequence)."""
-    rt = request.app[RUNTIME]
-    tenant = request.match_info["tenant"]
-    head = await tp.ensure_current(rt.pool, tenant)
-    async with rt.pool.acquire() as conn:
+async def known_seq(pool, tenant: str, known) -> tuple[int, int]:
+    """(head the projection reflects, knownAt as a sequence), the projection caught up first."""
+    head = await tp.ensure_current(pool, tenant)
+    async with pool.acquire() as conn:
         return head, await tp.resolve_known(conn, tenant, known, head)
+
+
+async def _known_seq(request, known) -> tuple[int, int]:
+    return await known_seq(request.app[RUNTIME].pool, request.match_info["tenant"], known)
 
 
 def _meta(tenant, as_of, known, k) -> dict:
@@ -135,7 +143,7 @@ async def _pool_ids(conn, tenant, request, k) -> list[str]:
 @handler
 async def holders(request: web.Request) -> web.Response:
     tenant = request.match_info["tenant"]
-    as_of, known = _common(request)
+    as_of, known = when_params(request)
     limit = _limit(request)
     cur = _cursor_in(request, 2)
     head, k = await _known_seq(request, known)
@@ -159,7 +167,7 @@ async def holders(request: web.Request) -> web.Response:
 @handler
 async def export_holders(request: web.Request) -> web.StreamResponse:
     tenant = request.match_info["tenant"]
-    as_of, known = _common(request)
+    as_of, known = when_params(request)
     head, k = await _known_seq(request, known)
     rt = request.app[RUNTIME]
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -179,68 +187,109 @@ async def export_holders(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-@handler
-async def user_licences(request: web.Request) -> web.Response:
-    tenant, user = request.match_info["tenant"], request.match_info["user"]
-    as_of, known = _common(request)
-    head, k = await _known_seq(request, known)
-    async with request.app[RUNTIME].pool.acquire() as conn:
-        if _engine(request) == "replay":
+# ---- the answers, shared by the HTTP handlers and the CLI ---------------------------------------------
+
+async def licences_at(pool, tenant: str, user: str, as_of: datetime, known, engine: str = "projection") -> dict:
+    """A user's seats (held or waiting) at as_of, as known at `known`."""
+    head, k = await known_seq(pool, tenant, known)
+    async with pool.acquire() as conn:
+        if engine == "replay":
             rows = (await replay.licence_replay(conn, tenant, known)).licences(user, as_of)
         else:
             rows = await tp.licences(conn, tenant, user, as_of, k)
-    return _json({**_meta(tenant, as_of, known, k), "user_id": user, "licences": rows})
+    return {**_meta(tenant, as_of, known, k), "user_id": user, "licences": rows}
+
+
+async def usage_at(pool, tenant: str, as_of: datetime, known, engine: str = "projection") -> dict:
+    """Per pool: seats, used (active + suspended), waiting at as_of, as known at `known`."""
+    head, k = await known_seq(pool, tenant, known)
+    async with pool.acquire() as conn:
+        if engine == "replay":
+            rows = (await replay.licence_replay(conn, tenant, known)).usage(as_of)
+        else:
+            rows = await tp.usage(conn, tenant, as_of, k)
+    return {**_meta(tenant, as_of, known, k), "pools": rows}
+
+
+async def user_timeline_of(pool, tenant: str, user: str, known) -> dict:
+    """Every interval of a user's seats over all effective time, as known at `known`."""
+    head, k = await known_seq(pool, tenant, known)
+    async with pool.acquire() as conn:
+        rows = await tp.user_timeline(conn, tenant, user, k)
+    return {"tenant": tenant, "knownAt": {"seq": k}, "user_id": user, "intervals": rows}
+
+
+async def pool_timeline_page(pool, tenant: str, pool_id: str, known, limit: int,
+                             after: tuple[str, datetime] | None = None) -> dict:
+    """One page of a pool's intervals ordered by (user, from); `next_cursor` is (user, from) of the last
+    row when the page is full."""
+    head, k = await known_seq(pool, tenant, known)
+    async with pool.acquire() as conn:
+        rows = await tp.pool_timeline(conn, tenant, pool_id, k, limit, after)
+    nxt = (rows[-1]["user_id"], rows[-1]["from"]) if len(rows) == limit else None
+    return {"tenant": tenant, "knownAt": {"seq": k}, "pool_id": pool_id, "intervals": rows, "next_cursor": nxt}
+
+
+def absent_detail(kind: str, rid: str, res: replay.AsOf, as_of: datetime, known) -> str:
+    """Why a resource asked for as of a time is not there (the SCIM 404's detail, the /v1 404's error)."""
+    when = as_of.isoformat() + ("" if known is None else
+                                f" as known at {known if isinstance(known, int) else known.isoformat()}")
+    if res.status == "deleted":
+        return f"{kind} {rid} was deleted at {res.deleted_at.isoformat()}, before {when}"
+    return f"no {kind} {rid} existed at {when}"
+
+
+# ---- HTTP -------------------------------------------------------------------------------------------
+
+@handler
+async def user_licences(request: web.Request) -> web.Response:
+    as_of, known = when_params(request)
+    return _json(await licences_at(request.app[RUNTIME].pool, request.match_info["tenant"],
+                                   request.match_info["user"], as_of, known, _engine(request)))
 
 
 @handler
 async def usage(request: web.Request) -> web.Response:
-    tenant = request.match_info["tenant"]
-    as_of, known = _common(request)
-    head, k = await _known_seq(request, known)
-    async with request.app[RUNTIME].pool.acquire() as conn:
-        if _engine(request) == "replay":
-            rows = (await replay.licence_replay(conn, tenant, known)).usage(as_of)
-        else:
-            rows = await tp.usage(conn, tenant, as_of, k)
-    return _json({**_meta(tenant, as_of, known, k), "pools": rows})
+    as_of, known = when_params(request)
+    return _json(await usage_at(request.app[RUNTIME].pool, request.match_info["tenant"], as_of, known,
+                                _engine(request)))
 
 
 @handler
 async def user_timeline(request: web.Request) -> web.Response:
-    tenant, user = request.match_info["tenant"], request.match_info["user"]
-    _, known = _common(request)
-    head, k = await _known_seq(request, known)
-    async with request.app[RUNTIME].pool.acquire() as conn:
-        rows = await tp.user_timeline(conn, tenant, user, k)
-    return _json({"tenant": tenant, "knownAt": {"seq": k}, "user_id": user, "intervals": rows})
+    _, known = when_params(request)
+    return _json(await user_timeline_of(request.app[RUNTIME].pool, request.match_info["tenant"],
+                                        request.match_info["user"], known))
 
 
 @handler
 async def pool_timeline(request: web.Request) -> web.Response:
-    tenant, pool = request.match_info["tenant"], request.match_info["pool"]
-    _, known = _common(request)
+    _, known = when_params(request)
     limit = _limit(request, MAX_LIMIT)
     cur = _cursor_in(request, 2)
-    head, k = await _known_seq(request, known)
     after = (cur[0], parse_time("cursor", cur[1])) if cur else None
-    async with request.app[RUNTIME].pool.acquire() as conn:
-        rows = await tp.pool_timeline(conn, tenant, pool, k, limit, after)
-    nxt = _cursor_out(rows[-1]["user_id"], rows[-1]["from"]) if len(rows) == limit else None
-    return _json({"tenant": tenant, "knownAt": {"seq": k}, "pool_id": pool, "intervals": rows, "next_cursor": nxt})
+    body = await pool_timeline_page(request.app[RUNTIME].pool, request.match_info["tenant"],
+                                    request.match_info["pool"], known, limit, after)
+    if body["next_cursor"]:
+        body["next_cursor"] = _cursor_out(*body["next_cursor"])
+    return _json(body)
+
+
+def resource_body(kind: str, rid: str, res: replay.AsOf, as_of: datetime, known) -> dict:
+    """The /v1 (and CLI) answer for a resource as it was: its document, or why it was not there."""
+    if res.status == "ok":
+        return {**res.doc, "asOf": as_of.isoformat()}
+    body = {"error": absent_detail(kind, rid, res, as_of, known), "status": 404}
+    if res.status == "deleted":
+        body["deleted_at"] = res.deleted_at.isoformat()
+    return body
 
 
 async def _resource(request: web.Request, kind: str) -> web.Response:
-    tenant = request.match_info["tenant"]
-    rid = request.match_info["id"]
-    as_of, known = _common(request)
-    rt = request.app[RUNTIME]
-    res = await replay.resource_at(rt.store, tenant, kind, rid, as_of, known)
-    if res.status == "deleted":
-        return _json({"error": f"{kind} {rid} was deleted", "deleted_at": res.deleted_at.isoformat(),
-                      "status": 404}, 404)
-    if res.status == "absent":
-        return _json({"error": f"no {kind} {rid} at {as_of.isoformat()}", "status": 404}, 404)
-    return _json({**res.doc, "asOf": as_of.isoformat()})
+    tenant, rid = request.match_info["tenant"], request.match_info["id"]
+    as_of, known = when_params(request)
+    res = await replay.resource_at(request.app[RUNTIME].store, tenant, kind, rid, as_of, known)
+    return _json(resource_body(kind, rid, res, as_of, known), 200 if res.status == "ok" else 404)
 
 
 @handler
@@ -268,7 +317,14 @@ def setup(app: web.Application) -> None:
     r.add_get(b + "/groups/{id}", group_as_of)
 
 
-# ---- CLI: `seatledger rebuild`, `seatledger holders` (registered by api/cli.py) ---------------------
+# ---- CLI: rebuild, holders, licences, usage, resource, timeline (registered by api/cli.py) ------------
+
+def _when(p, as_of: bool = True) -> None:
+    p.add_argument("--tenant", required=True)
+    if as_of:
+        p.add_argument("--as-of", help="ISO time with a timezone (default: now)")
+    p.add_argument("--known-at", help="a tenant sequence number or an ISO recorded time (default: the head)")
+
 
 def add_cli(sub) -> dict:
     rb = sub.add_parser("rebuild", help="rebuild the projections from the events, compare, swap")
@@ -283,7 +339,26 @@ def add_cli(sub) -> dict:
     h.add_argument("--as-of", required=True, help="ISO time")
     h.add_argument("--known-at", help="a tenant sequence number or an ISO recorded time")
     h.add_argument("--engine", choices=["projection", "replay"], default="projection")
-    return {"rebuild": cli_rebuild, "holders": cli_holders}
+    lc = sub.add_parser("licences", help="a user's seats (held or waiting) at an instant, as known then")
+    _when(lc)
+    lc.add_argument("--user", required=True, help="the user's SCIM id")
+    lc.add_argument("--engine", choices=["projection", "replay"], default="projection")
+    us = sub.add_parser("usage", help="seats, used and waiting per pool at an instant, as known then")
+    _when(us)
+    us.add_argument("--engine", choices=["projection", "replay"], default="projection")
+    rs = sub.add_parser("resource", help="a SCIM user or group as it was at an instant (exit 1: not there then)")
+    _when(rs)
+    g = rs.add_mutually_exclusive_group(required=True)
+    g.add_argument("--user", metavar="ID")
+    g.add_argument("--group", metavar="ID")
+    # a timeline spans all effective time, so it has no --as-of; --known-at picks the belief
+    tl = sub.add_parser("timeline", help="a user's or a pool's seat intervals (from, to, why, by which event)")
+    _when(tl, as_of=False)
+    g = tl.add_mutually_exclusive_group(required=True)
+    g.add_argument("--user")
+    g.add_argument("--pool")
+    return {"rebuild": cli_rebuild, "holders": cli_holders, "licences": cli_licences, "usage": cli_usage,
+            "resource": cli_resource, "timeline": cli_timeline}
 
 
 async def cli_rebuild(args) -> int:
@@ -322,22 +397,87 @@ async def cli_rebuild(args) -> int:
 
 
 async def cli_holders(args) -> int:
-    from .runtime import Runtime
-    as_of = parse_time("--as-of", args.as_of)
-    known = parse_known(args.known_at)
-    rt = await Runtime.start(pool_size=2)
-    try:
-        head = await tp.ensure_current(rt.pool, args.tenant)
+    async def ask(rt, as_of, known):
+        head, k = await known_seq(rt.pool, args.tenant, known)
         async with rt.pool.acquire() as conn:
-            k = await tp.resolve_known(conn, args.tenant, known, head)
             if args.engine == "replay":
                 rows = (await replay.licence_replay(conn, args.tenant, known)).holders(
                     as_of, [args.pool] if args.pool else None, args.product)
             else:
                 pools = [args.pool] if args.pool else await tp.pools_of_product(conn, args.tenant, args.product, k)
                 rows = [r async for r in tp.export_holders(conn, args.tenant, pools, as_of, k)]
+        return 0, {**_meta(args.tenant, as_of, known, k), "total": len(rows), "holders": rows}
+    return await _cli_answer(args, ask)
+
+
+def _load_event_types() -> None:
+    """The CLI decodes events whose types the service's modules register on import (the HTTP app
+    imports them all): rules on pool streams, the directory's on user and group streams."""
+    import ledger.directory  # noqa: F401
+    import ledger.licence_rules  # noqa: F401
+
+
+def _cli_when(args) -> tuple[datetime, int | datetime | None]:
+    """(asOf, knownAt) from the command line; a bad value exits 2 with argparse's kind of message."""
+    import sys
+    try:
+        as_of = parse_time("--as-of", args.as_of) if getattr(args, "as_of", None) else datetime.now(timezone.utc)
+        return as_of, parse_known(args.known_at)
+    except BadParam as exc:
+        print(f"error: {'--known-at' if exc.name == 'knownAt' else exc.name}: {exc.detail}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _cli_answer(args, ask) -> int:
+    """Runs `ask(runtime, asOf, knownAt)` -> (exit code, JSON body) and prints the body."""
+    from .runtime import Runtime
+    as_of, known = _cli_when(args)
+    _load_event_types()
+    rt = await Runtime.start(pool_size=2)
+    try:
+        code, body = await ask(rt, as_of, known)
     finally:
         await rt.close()
-    print(orjson.dumps({**_meta(args.tenant, as_of, known, k), "total": len(rows), "holders": rows},
-                       option=orjson.OPT_INDENT_2).decode())
-    return 0
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    return code
+
+
+async def cli_licences(args) -> int:
+    async def ask(rt, as_of, known):
+        return 0, await licences_at(rt.pool, args.tenant, args.user, as_of, known, args.engine)
+    return await _cli_answer(args, ask)
+
+
+async def cli_usage(args) -> int:
+    async def ask(rt, as_of, known):
+        return 0, await usage_at(rt.pool, args.tenant, as_of, known, args.engine)
+    return await _cli_answer(args, ask)
+
+
+async def cli_timeline(args) -> int:
+    async def ask(rt, as_of, known):
+        if args.user:
+            return 0, await user_timeline_of(rt.pool, args.tenant, args.user, known)
+        body, after = None, None
+        while True:   # every page: the CLI prints the whole timeline
+            page = await pool_timeline_page(rt.pool, args.tenant, args.pool, known, MAX_LIMIT, after)
+            if body is None:
+                body = page
+            else:
+                body["intervals"] += page["intervals"]
+            if page["next_cursor"] is None:
+                break
+            after = (page["next_cursor"][0], datetime.fromisoformat(page["next_cursor"][1]))
+        del body["next_cursor"]
+        return 0, body
+    return await _cli_answer(args, ask)
+
+
+async def cli_resource(args) -> int:
+    """Exit 0 with the document; 1 with the reason when the resource was not there at --as-of."""
+    kind, rid = ("User", args.user) if args.user else ("Group", args.group)
+
+    async def ask(rt, as_of, known):
+        res = await replay.resource_at(rt.store, args.tenant, kind, rid, as_of, known)
+        return (0 if res.status == "ok" else 1), resource_body(kind, rid, res, as_of, known)
+    return await _cli_answer(args, ask)

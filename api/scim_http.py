@@ -10,11 +10,16 @@ If-Match on PUT/PATCH/DELETE → 412 on mismatch (decided under the tenant lock)
 GET → 304. User PATCH answers 200 with the resource; Group PATCH answers 204 unless the query
 asks for `attributes`/`excludedAttributes` (a full member list in every response is too slow
 for large groups, and Entra/Okta accept 204).
+
+GET by id with `asOf` and/or `knownAt` is an audit read (scopes auditor/admin, not the IdP's scim):
+the resource as it was, folded from its events by the /v1 history view's `ledger.replay.resource_at`
+and rendered like the live one; without them the live path is unchanged (one query-string lookup).
 """
 from __future__ import annotations
 
 import functools
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -155,9 +160,95 @@ async def _resource_response(request: web.Request, type_: str, rid: str, status:
     return respond(doc, status, headers)
 
 
+def _reads_the_past(request: web.Request) -> bool:
+    q = request.query
+    return "asOf" in q or "knownAt" in q
+
+
+def _get_scopes(request: web.Request) -> tuple[str, ...]:
+    """Asked by the auth middleware (api/app.py) before the handler: reading a resource as it was
+    (?asOf / ?knownAt) is an audit, for the history scopes; the live read stays the IdP's (scim)."""
+    if _reads_the_past(request):
+        from .history_http import SCOPES
+        return SCOPES
+    return ("scim",)
+
+
+async def _member_types(request: web.Request, ids: list[str]) -> dict[str, str]:
+    """id -> "User" | "Group" for members of a past group (some deleted since, so not in the
+    projection): which stream was created, one index probe each."""
+    async with _runtime(request).pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT stream FROM events WHERE tenant_id = $1 AND stream = ANY($2::text[]) AND stream_version = 1",
+            request.match_info["tenant"], [p + i for i in ids for p in ("user-", "group-")])
+    return {r["stream"].partition("-")[2]: "User" if r["stream"].startswith("user-") else "Group" for r in rows}
+
+
+async def _groups_then(request: web.Request, uid: str, as_of: datetime, known) -> list[dict]:
+    """A past user's `groups`: the groups whose member it was at as_of, as known at `known`. Candidates
+    are the groups it was ever added to (a scan of the tenant's group events: there is no membership
+    history table); each is folded as it was by the same `resource_at` as the Group."""
+    from ledger.replay import resource_at
+    tenant = request.match_info["tenant"]
+    async with _runtime(request).pool.acquire() as conn:
+        # only group streams: a range of the (tenant, stream) index ('.' follows '-' in the C collation);
+        # 16x faster than filtering all the tenant's events on a 205k-event tenant
+        rows = await conn.fetch(
+            "SELECT DISTINCT stream FROM events WHERE tenant_id = $1 AND stream >= 'group-' AND stream < 'group.' "
+            "AND type = 'MembersAdded' AND data->'members' ? $2 ORDER BY stream", tenant, uid)
+    out = []
+    for r in rows:
+        gid = r["stream"].partition("-")[2]
+        g = await resource_at(_runtime(request).store, tenant, "Group", gid, as_of, known)
+        if g.status == "ok" and {"value": uid} in g.doc["members"]:
+            out.append({"value": gid, "display": g.doc["displayName"], "type": "direct",
+                        "$ref": f"{base_url(request)}/Groups/{gid}"})
+    return out
+
+
+async def _resource_as_of(request: web.Request, type_: str, rid: str) -> web.Response:
+    """The resource as it was at ?asOf, as known at ?knownAt: the fold behind the /v1 history view
+    (`ledger.replay.resource_at`; deleted since → still there before its deletion; an erased subject
+    without personal data and `"erased": true`), rendered like the live resource."""
+    from ledger.replay import resource_at
+    from .history_http import BadParam, absent_detail, when_params
+    try:
+        as_of, known = when_params(request)
+    except BadParam as e:
+        raise ScimError(400, "invalidValue", f"{e.name}: {e.detail}") from None
+    attributes, excluded = attribute_params(request)
+    tenant = request.match_info["tenant"]
+    res = await resource_at(_runtime(request).store, tenant, type_, rid, as_of, known)
+    if res.status != "ok":
+        raise ScimError(404, None, absent_detail(type_, rid, res, as_of, known))
+    doc, base = res.doc, base_url(request)
+    meta = doc["meta"]
+    meta["location"] = f"{base}/{request.match_info['kind']}/{rid}"
+    for k in ("created", "lastModified"):      # the live resource's form of the same instants
+        meta[k] = proj.iso(datetime.fromisoformat(meta[k]))
+    rs = schemas_for(tenant)[type_]
+    if type_ == "User" and wants("groups", rs, attributes, excluded):
+        doc["groups"] = await _groups_then(request, rid, as_of, known)
+    if doc.get("members") and wants("members", rs, attributes, excluded):
+        types = await _member_types(request, [m["value"] for m in doc["members"]])
+        for m in doc["members"]:
+            if m["value"] in types:
+                m["type"] = types[m["value"]]
+                m["$ref"] = f"{base}/{m['type']}s/{m['value']}"
+    for k in ("members", "groups"):
+        if not doc.get(k):
+            doc.pop(k, None)                   # as the live resource: none, no attribute
+    out = select(doc, rs, attributes, excluded)
+    if doc.get("erased"):
+        out["erased"] = True      # why the personal attributes are missing, whatever was asked for
+    return respond(out, headers={"ETag": meta["version"]})
+
+
 @scim_handler
 async def get_resource(request: web.Request) -> web.StreamResponse:
     type_ = _kind(request)
+    if _reads_the_past(request):
+        return await _resource_as_of(request, type_, request.match_info["id"])
     inm = request.headers.get("If-None-Match")
     if inm:
         row = await _fetch(request, type_, request.match_info["id"])
@@ -165,6 +256,9 @@ async def get_resource(request: web.Request) -> web.StreamResponse:
         if "*" in tags or etag(row["version"]) in tags or f'"{row["version"]}"' in tags:
             return web.Response(status=304, headers={"ETag": etag(row["version"])})
     return await _resource_response(request, type_, request.match_info["id"])
+
+
+get_resource.scopes_for = _get_scopes
 
 
 def _doc_columns(type_: str, filter_text: str) -> tuple[str, str]:
