@@ -332,8 +332,26 @@ class CreateUser(_DirCommand):
                                     ("stamp", result)])
 
 
+def _keep_schemas_order(old: dict, new: dict) -> None:
+    """A new document listing the same `schemas` as the old one keeps the old order (a set, RFC 7643
+    §3): then `schemas` changes only with an extension's attributes, so always in an update event
+    that carries it (see `_with_schemas`) and a rebuild can reproduce the stored document."""
+    s_old, s_new = old.get("schemas"), new.get("schemas")
+    if s_old != s_new and isinstance(s_old, list) and isinstance(s_new, list) and set(s_old) == set(s_new):
+        new["schemas"] = list(s_old)
+
+
+def _with_schemas(changed: dict, new: dict) -> dict:
+    """An update event's `changed` also states the resulting `schemas` (not information the diff
+    keeps: its order follows the request), so folding events gives the stored document exactly."""
+    if "schemas" in new:
+        changed["schemas"] = new["schemas"]
+    return changed
+
+
 def _user_update_events(uid: str, old: dict, new: dict, cls) -> list[NewEvent]:
     events: list[NewEvent] = []
+    _keep_schemas_order(old, new)
     changed, removed = _diff(old, new)
     if _active(old) != _active(new):
         events.append(NewEvent((UserReactivated if _active(new) else UserDeactivated)(user_id=uid)))
@@ -342,7 +360,7 @@ def _user_update_events(uid: str, old: dict, new: dict, cls) -> list[NewEvent]:
         if isinstance(new.get("active"), bool):
             changed.pop("active", None)
     if changed or removed:
-        public, personal = split_personal(changed)
+        public, personal = split_personal(_with_schemas(changed, new))
         events.insert(0, NewEvent(cls(user_id=uid, changed=public, personal_changed=personal or None,
                                       removed=removed)))
     return events
@@ -491,7 +509,9 @@ class CreateGroup(_DirCommand):
         doc = dict(self.doc)
         ids = _member_value_ids(doc.pop("members", None))
         effects = _check_members(st, self.id, ids)
-        attrs = {k: v for k, v in doc.items() if k not in ("displayName", "schemas")}
+        # `schemas` only when the group has extensions: the core URN alone is implied
+        attrs = {k: v for k, v in doc.items() if k != "displayName"
+                 and (k != "schemas" or len(v) > 1)}
         events = [NewEvent(GroupCreated(group_id=self.id, display_name=doc["displayName"],
                                         attributes=_event_safe(attrs)))]
         if ids:
@@ -503,12 +523,14 @@ class CreateGroup(_DirCommand):
 
 def _group_events(gid: str, old: dict, new: dict, added: list[str], removed: list[str]) -> list[NewEvent]:
     events: list[NewEvent] = []
+    _keep_schemas_order(old, new)
     changed, unset = _diff(old, new)
     name = changed.pop("displayName", None)
     if name is not None:
         events.append(NewEvent(GroupRenamed(group_id=gid, display_name=name)))
     if changed or unset:
-        events.append(NewEvent(GroupPatched(group_id=gid, changed=_event_safe(changed), removed=unset)))
+        events.append(NewEvent(GroupPatched(group_id=gid, changed=_event_safe(_with_schemas(changed, new)),
+                                            removed=unset)))
     if removed:
         events.append(NewEvent(MembersRemoved(group_id=gid, members=removed)))
     if added:

@@ -145,22 +145,40 @@ async def write_state(conn: asyncpg.Connection, tenant: str, st, now: datetime) 
 
 # ---- erasure ----------------------------------------------------------------------------------
 
+def erased_doc(doc: dict) -> dict:
+    """A user document without its personal attributes. An extension object left empty goes too,
+    with its URN in `schemas`, as normalize and PATCH never keep an empty one: the erased document
+    is then exactly the one folded from the events whose personal part is unreadable (the rebuild,
+    projections/rebuild_directory.py, applies this same function)."""
+    from ledger.directory import PERSONAL_EXT_ATTRS, PERSONAL_USER_ATTRS
+    out = {k: v for k, v in doc.items() if k not in PERSONAL_USER_ATTRS}
+    for urn, names in PERSONAL_EXT_ATTRS.items():
+        ext = out.get(urn)
+        if isinstance(ext, dict):
+            ext = {a: v for a, v in ext.items() if a not in names}
+            if ext:
+                out[urn] = ext
+                continue
+            del out[urn]
+        if isinstance(out.get("schemas"), list) and urn in out["schemas"]:
+            out["schemas"] = [s for s in out["schemas"] if s != urn]
+    return out
+
+
 @register_eraser
 async def erase_directory_subject(conn: asyncpg.Connection, tenant: str, subject: str) -> None:
     """Clear an erased user's personal attributes from the projection (the events keep only
     ciphertext, whose key is gone)."""
-    from ledger.directory import PERSONAL_EXT_ATTRS, PERSONAL_USER_ATTRS
-    keys = sorted(PERSONAL_USER_ATTRS)
-    paths = [[urn, a] for urn, names in PERSONAL_EXT_ATTRS.items() for a in sorted(names)]
-    expr_doc, expr_ci = "doc - $3::text[]", "doc_ci - $3::text[]"
-    params: list[Any] = [tenant, subject, keys]
-    for p in paths:
-        params.append(p)
-        expr_doc = f"({expr_doc}) #- ${len(params)}::text[]"
-        expr_ci = f"({expr_ci}) #- ${len(params)}::text[]"
-    await conn.execute(
-        f"UPDATE scim_resources SET doc = {expr_doc}, doc_ci = {expr_ci} "
-        "WHERE tenant_id = $1 AND id = $2 AND type = 'User'", *params)
+    from ledger.scim_extensions import tenant_schemas
+    doc = await conn.fetchval("SELECT doc FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND type = 'User'",
+                              tenant, subject)
+    if doc is None:
+        return
+    new = erased_doc(orjson.loads(doc))
+    rs = (await tenant_schemas(conn, tenant))["User"]
+    await conn.execute("UPDATE scim_resources SET doc = $3::jsonb, doc_ci = $4::jsonb "
+                       "WHERE tenant_id = $1 AND id = $2", tenant, subject, _dumps(new),
+                       _dumps(casefold_doc(new, rs)))
 
 
 # ---- reads --------------------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""A rebuilt table against its live one, in SQL: digest, differing rows, and the swap of just those.
+
+The rebuilt rows are COPYed into a temporary table (`rb_<table>`, dropped at commit) shaped like the
+live one; both are compared on the stored columns (generated ones derive from them):
+* the digest is order-free: the row count and the sum of a 64-bit hash of each row
+  (`hash_record_extended`, no text conversion) - equal digests, equal tables;
+* when they differ, the rows of each side missing from the other (EXCEPT ALL) are joined on the
+  table's key, so a difference reads {key, live, rebuilt} (None: the row exists on one side only);
+* unless `check`, the swap deletes the live rows that differ and inserts the rebuilt ones, in the
+  caller's transaction: nothing half-built is ever visible, and an unchanged row is not rewritten.
+A live table with no row for the tenant (never projected) takes the rebuilt rows by a COPY straight
+into it - the same transaction, invisible until commit - rather than through a temporary table.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import orjson
+
+MAX_REPORTED = 1000
+_EMPTY = "0:0"
+
+
+@dataclass
+class TableReport:
+    table: str
+    live_rows: int
+    rebuilt_rows: int
+    live_digest: str
+    rebuilt_digest: str
+    differences: list[dict] = field(default_factory=list)
+    more: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.live_digest == self.rebuilt_digest
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    keys: tuple[str, ...]          # identify a row within a tenant
+    values: tuple[str, ...]        # the other stored columns
+    order: str | None = None       # insertion order of a bulk load (the reading index's)
+    column_order: tuple[str, ...] | None = None    # of the records, when not (tenant, keys, values)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.column_order or ("tenant_id", *self.keys, *self.values)
+
+
+def _digest_sql(cols: tuple[str, ...], src: str) -> str:
+    row = ", ".join(f"t.{c}" for c in cols)
+    return (f"SELECT count(*) AS n, count(*)::text || ':' || "
+            f"coalesce(sum(hash_record_extended(ROW({row}), 0)), 0)::text AS d FROM {src} t")
+
+
+def _short(d: str) -> str:
+    """A digest to print: the row count and 48 bits of a hash of the sum."""
+    return d if d == _EMPTY else d.split(":")[0] + ":" + hashlib.sha256(d.encode()).hexdigest()[:12]
+
+
+def _plain(v):
+    """A column value as JSON would show it (times ISO, ranges [lower, upper], jsonb text parsed)."""
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if hasattr(v, "upper_inf"):                 # asyncpg Range
+        return [_plain(v.lower), None if v.upper_inf else _plain(v.upper)]
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, str) and v[:1] in ("{", "["):
+        try:
+            return orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v
+    return v
+
+
+def _rows_only(table: Table, records: list[tuple], side: str) -> list[dict]:
+    out = []
+    for r in records[:MAX_REPORTED]:
+        row = dict(zip(table.columns, r))
+        vals = [_plain(row[v]) for v in table.values]
+        out.append({"key": {k: _plain(row[k]) for k in table.keys}, "live": vals if side == "live" else None,
+                    "rebuilt": vals if side == "rebuilt" else None})
+    return out
+
+
+async def compare_swap(conn, tenant: str, table: Table, records: list[tuple], *, check: bool) -> TableReport:
+    """Compare `records` (rows of `table.columns`, tenant first) with the live rows and swap the
+    differences unless `check`. In the caller's transaction."""
+    cols, name = table.columns, table.name
+    live = f"(SELECT * FROM {name} WHERE tenant_id = $1)"
+    live_n = await conn.fetchval(f"SELECT count(*) FROM {name} WHERE tenant_id = $1", tenant)
+    if live_n == 0 and not check:
+        if records:
+            await conn.copy_records_to_table(name, records=records, columns=cols)
+        got = await conn.fetchrow(_digest_sql(cols, live), tenant)
+        rep = TableReport(name, 0, got["n"], _EMPTY, _short(got["d"]))
+        rep.differences = _rows_only(table, records, "rebuilt")
+        rep.more = max(0, len(records) - MAX_REPORTED)
+        return rep
+    side = f"rb_{name}"
+    await conn.execute(f"DROP TABLE IF EXISTS {side}")
+    await conn.execute(f"CREATE TEMP TABLE {side} (LIKE {name} INCLUDING GENERATED) ON COMMIT DROP")
+    if records:
+        await conn.copy_records_to_table(side, records=records, columns=cols)
+    a = await conn.fetchrow(_digest_sql(cols, live), tenant)
+    b = await conn.fetchrow(_digest_sql(cols, side))
+    rep = TableReport(name, a["n"], b["n"], _short(a["d"]), _short(b["d"]))
+    if a["d"] == b["d"]:
+        return rep
+    c, keys = ", ".join(cols), ", ".join(table.keys)
+    only_live = f"SELECT {c} FROM {name} WHERE tenant_id = $1 EXCEPT ALL SELECT {c} FROM {side}"
+    only_rb = f"SELECT {c} FROM {side} EXCEPT ALL SELECT {c} FROM {name} WHERE tenant_id = $1"
+    joined = f"FROM ({only_live}) l FULL JOIN ({only_rb}) r USING ({keys})"
+    rows = await conn.fetch(f"SELECT {keys}, to_jsonb(l) AS live, to_jsonb(r) AS rebuilt {joined} "
+                            f"ORDER BY {keys} LIMIT {MAX_REPORTED + 1}", tenant)
+
+    def values(j):
+        if j is None:
+            return None
+        d = orjson.loads(j)
+        return [d.get(v) for v in table.values]
+
+    for r in rows[:MAX_REPORTED]:
+        rep.differences.append({"key": {k: _plain(r[k]) for k in table.keys}, "live": values(r["live"]),
+                                "rebuilt": values(r["rebuilt"])})
+    if len(rows) > MAX_REPORTED:
+        rep.more = await conn.fetchval(f"SELECT count(*) {joined}", tenant) - MAX_REPORTED
+    if not check:
+        cond = " AND ".join(f"t.{k} = d.{k}" for k in table.keys)
+        await conn.execute(f"DELETE FROM {name} t USING ({only_live}) d WHERE t.tenant_id = $1 AND {cond}", tenant)
+        order = f" ORDER BY {table.order}" if table.order else ""
+        await conn.execute(f"INSERT INTO {name} ({c}) SELECT {c} FROM ({only_rb}) d{order}", tenant)
+    return rep
