@@ -89,71 +89,60 @@ def _returned(rs: ResourceSchema) -> dict[tuple[str | None, str], str]:
     return out
 
 
+_DROP = object()
+
+
+def _asked(value: Any, returned: str, spec) -> Any:
+    """`attributes=`: an attribute is returned when it is `always` returned or asked for (whole, or
+    some of its sub-attributes); `never` ones never are."""
+    if returned == "never":
+        return _DROP
+    if returned == "always" or spec is ALL:
+        return value
+    if spec:
+        y = _only_subs(value, spec)
+        return _DROP if y is None else y
+    return _DROP
+
+
+def _not_excluded(value: Any, returned: str, spec) -> Any:
+    """`excludedAttributes=` (or neither parameter): the default set, minus what is excluded - an
+    `always` attribute cannot be excluded, `never` and `request` ones are not in the default set."""
+    if returned in ("never", "request"):
+        return _DROP
+    if returned == "always":
+        return value
+    if spec is ALL:
+        return _DROP
+    if spec:
+        y = _without_subs(value, spec)
+        return _DROP if y is None else y
+    return value
+
+
+def _walk(doc: dict, rs: ResourceSchema, returned: dict, spec: dict, keep, out: dict) -> dict:
+    """Apply `keep(value, returned, spec)` to every top-level and extension attribute of `doc`."""
+    for k, v in doc.items():
+        if isinstance(v, dict) and rs.extension(k) is not None:
+            sub = {}
+            for a, x in v.items():
+                y = keep(x, returned.get((k, a), "default"), spec.get((k, a), False))
+                if y is not _DROP:
+                    sub[a] = y
+            if sub:
+                out[k] = sub
+            continue
+        y = keep(v, returned.get((None, k), "default"), spec.get((None, k), False))
+        if y is not _DROP:
+            out[k] = y
+    return out
+
+
 def select(doc: dict, rs: ResourceSchema, attributes: list[str], excluded: list[str]) -> dict:
     """`doc` filtered by the attributes/excludedAttributes parameters (attributes wins)."""
     returned = _returned(rs)
     if attributes:
-        spec = _spec(attributes, rs)
-        out: dict[str, Any] = {"schemas": doc.get("schemas", [rs.schema.id])}
-        for k, v in doc.items():
-            if k == "schemas":
-                continue
-            if isinstance(v, dict) and rs.extension(k) is not None:
-                sub_out = {}
-                for a, x in v.items():
-                    r = returned.get((k, a), "default")
-                    s = spec.get((k, a), False)
-                    if r == "never":
-                        continue
-                    if r == "always" or s is ALL:
-                        sub_out[a] = x
-                    elif s:
-                        y = _only_subs(x, s)
-                        if y is not None:
-                            sub_out[a] = y
-                if sub_out:
-                    out[k] = sub_out
-                continue
-            r = returned.get((None, k), "default")
-            s = spec.get((None, k), False)
-            if r == "never":
-                continue
-            if r == "always" or s is ALL:
-                out[k] = v
-            elif s:
-                y = _only_subs(v, s)
-                if y is not None:
-                    out[k] = y
-        return out
-    spec = _spec(excluded, rs) if excluded else {}
-    out = {}
-    for k, v in doc.items():
-        if isinstance(v, dict) and rs.extension(k) is not None:
-            sub_out = {}
-            for a, x in v.items():
-                r = returned.get((k, a), "default")
-                s = spec.get((k, a), False)
-                if r in ("never", "request"):
-                    continue
-                if r != "always" and s is ALL:
-                    continue
-                if r != "always" and s:
-                    x = _without_subs(x, s)
-                    if x is None:
-                        continue
-                sub_out[a] = x
-            if sub_out:
-                out[k] = sub_out
-            continue
-        r = returned.get((None, k), "default")
-        s = spec.get((None, k), False)
-        if r in ("never", "request"):
-            continue
-        if r != "always" and s is ALL:
-            continue
-        if r != "always" and s:
-            v = _without_subs(v, s)
-            if v is None:
-                continue
-        out[k] = v
-    return out
+        rest = {k: v for k, v in doc.items() if k != "schemas"}
+        return _walk(rest, rs, returned, _spec(attributes, rs), _asked,
+                     {"schemas": doc.get("schemas", [rs.schema.id])})
+    return _walk(doc, rs, returned, _spec(excluded, rs) if excluded else {}, _not_excluded, {})
