@@ -37,7 +37,7 @@ async def _verify(args) -> int:
             names = [args.tenant] if args.tenant else await tenants(conn)
             reports = []
             for t in names:
-                rep = await verify_tenant(conn, t, expect_head=expect)
+                rep = await verify_tenant(conn, t, expect_head=expect, pool=rt.pool)  # ranges on 2 connections
                 reports.append(rep)
                 if rep.ok:
                     if not args.json:
