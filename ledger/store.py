@@ -142,8 +142,9 @@ class EventStore:
         subjects = {r.new.event.subject_id() for r in rows if r.new.event.personal and r.new.event.subject_id()}
         keys = await self.keys.get_or_create(conn, tenant, subjects) if subjects else {}
         now = head.now
+        now_us = canonical.to_micros(now)
         seq, prev = head.seq, head.hash
-        cols = [[] for _ in range(12)]
+        out_rows = []
         recorded = []
         # A command's metadata dict is shared by all its events: checked and encoded once.
         meta_json: dict[int, str] = {}
@@ -168,19 +169,20 @@ class EventStore:
             # metadata was checked above, every other field is typed here: no leaf walk needed
             canon = canonical.dumps_checked(canonical.event_document(
                 tenant=tenant, seq=seq, stream=r.stream, stream_version=r.stream_version,
-                type=ev.type_name, schema_version=ev.version, effective_at=eff, recorded_at=now,
+                type=ev.type_name, schema_version=ev.version,
+                effective_us=now_us if eff is now else canonical.to_micros(eff), recorded_us=now_us,
                 idempotency_key=r.new.idempotency_key, metadata=r.metadata, data=payload_stored))
             h = canonical.chain(prev, canon)
-            for col, val in zip(cols, (seq, r.stream, r.stream_version, ev.type_name, ev.version,
-                                       orjson.dumps(payload_stored).decode(), mj, eff,
-                                       r.new.idempotency_key, canon, prev, h)):
-                col.append(val)
+            out_rows.append((seq, r.stream, r.stream_version, ev.type_name, ev.version,
+                             orjson.dumps(payload_stored).decode(), mj, eff, r.new.idempotency_key,
+                             canon, prev, h))
             recorded.append(RecordedEvent(
                 position=0, tenant=tenant, seq=seq, stream=r.stream, stream_version=r.stream_version,
                 type=ev.type_name, schema_version=ev.version, data=payload, metadata=r.metadata,
                 effective_at=eff, recorded_at=now, idempotency_key=r.new.idempotency_key,
                 hash=h, prev_hash=prev, _decoded=ev))
             prev = h
+        cols = [list(c) for c in zip(*out_rows)]      # one array parameter per column
         res = await conn.fetchrow(_WRITE, tenant, now, canonical.ENCODING, *cols, seq, prev)
         for rec, pos in zip(recorded, res["positions"]):
             rec.position = pos

@@ -114,3 +114,13 @@ async def test_personal_fields_are_encrypted_in_the_ledger(store, pg_pool, tenan
     got = (await store.read_stream(tenant, "user-u1"))[0]
     assert got.data["email"] == "ada@example.com" and not got.erased
     assert got.decoded() == ev
+
+
+@pytest.mark.parametrize("metadata", [{"actor": "a", "weight": 1.5}, {"actor": {"scores": [1, 2.0]}},
+                                      {"actor": "a", 3: "x"}, {"at": datetime(2026, 1, 1, tzinfo=timezone.utc)}])
+async def test_metadata_that_is_not_canonical_is_refused_and_nothing_written(store, tenant, metadata):
+    # metadata is checked once per command (flat objects of leaves take a fast path): anything the
+    # canonical encoding does not allow - floats, non-string keys, other types, nested or not - is refused
+    with pytest.raises(ValueError):
+        await store.append(tenant, [StreamChange("note-1", 0, [NewEvent(Noted(text="x"))])], metadata)
+    assert await store.read_stream(tenant, "note-1") == []
