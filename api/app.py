@@ -1,9 +1,11 @@
 """The aiohttp application: routing, authentication, errors that never leak a stack trace."""
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
+import os
 import re
-import uuid
 
 from aiohttp import web
 
@@ -21,6 +23,16 @@ PRINCIPAL = "principal"
 # Which scopes may call what. SCIM provisioning is `scim`; everything under /v1/<tenant>/ names
 # its scopes on the route (default: admin).
 SCIM_SCOPES = ("scim",)
+
+
+# A request id without a syscall per request: random per process, then a counter (32 hex digits, like
+# a UUID's hex), so ids stay unique across processes and restarts.
+_REQUEST_ID_PREFIX = os.urandom(8).hex()
+_request_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}"
 
 
 def _is_scim(path: str) -> bool:
@@ -54,7 +66,7 @@ async def errors_and_auth(request: web.Request, handler):
 
 
 async def _errors_and_auth(request: web.Request, handler):
-    request["request_id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request["request_id"] = request.headers.get("X-Request-Id") or new_request_id()
     path = request.path
     scim = _is_scim(path)
     try:
@@ -110,8 +122,17 @@ async def service_provider_config(request: web.Request) -> web.Response:
     return web.json_response(spc(str(request.url.with_query(None))), content_type=SCIM_CONTENT_TYPE)
 
 
+async def freeze_startup_objects(app: web.Application) -> None:
+    """What is alive once the service has started (modules, schemas, routes) lives as long as the
+    process: moved out of the cyclic collector's sight, a full collection no longer walks it (~40 ms
+    measured, a pause every request in flight waits for - the entitlement check's p99)."""
+    gc.collect()
+    gc.freeze()
+
+
 def make_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_and_auth])
+    app.on_startup.append(freeze_startup_objects)
     app[RUNTIME] = runtime
     app[TOKENS] = TokenCache(runtime.pool)
     # ---- rate limiter and failed-request log (api/ratelimit.py, api/failed_requests.py) ----
@@ -119,9 +140,6 @@ def make_app(runtime: Runtime) -> web.Application:
     ratelimit.setup(app, runtime.pool)
     failed_requests.setup(app, runtime.pool)
     # ---- end ----
-    from .licences_http import HOT_ROUTES
-    for method, path, fn in HOT_ROUTES:          # first: see licences_http.HOT_ROUTES
-        app.router.add_route(method, path, fn)
     app.router.add_get("/healthz", health)
     app.router.add_get("/scim/v2/{tenant}/ServiceProviderConfig", service_provider_config)
     # Feature modules register their own routes (each owns its file).
@@ -135,4 +153,6 @@ def make_app(runtime: Runtime) -> web.Application:
                 raise
             continue
         mod.setup(app)
+    from .routing import index_by_segment
+    index_by_segment(app.router)        # a request tries only the routes of its path's segment
     return app

@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     handlers.update(billing_handlers)
     fn = handlers[args.cmd]
     try:
-        code = asyncio.run(fn(args))
+        from .runtime import run          # uvloop when installed (api/runtime.py)
+        code = run(fn(args))
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)

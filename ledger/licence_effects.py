@@ -33,16 +33,19 @@ class LicenceEffects:
     _bound: dict = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, conn, tenant: str, user_ids: list[str], now: datetime) -> "LicenceEffects":
+    async def load(cls, conn, tenant: str, user_ids: list[str], now: datetime, *, pool_rows: list | None = None,
+                   rules: list[Rule] | None = None, admin: dict[str, set[str]] | None = None) -> "LicenceEffects":
+        """pool_rows, rules, admin: when the caller read them in the same transaction (fewer round trips)."""
         from projections.licences import load_pools_for, load_rules
-        pools = await load_pools_for(conn, tenant, user_ids, now)
-        rules = await load_rules(conn, tenant) if pools else []
-        admin: dict[str, set[str]] = {}
-        if pools:
+        pools = await load_pools_for(conn, tenant, user_ids, now, pool_rows)
+        if rules is None:
+            rules = await load_rules(conn, tenant) if pools else []
+        if admin is None and pools:
+            admin = {}
             for r in await conn.fetch("SELECT pool_id, user_id FROM licence_admin_grants WHERE tenant_id = $1 "
                                       "AND user_id = ANY($2::text[])", tenant, user_ids):
                 admin.setdefault(r["user_id"], set()).add(r["pool_id"])
-        fx = cls(now, pools, rules, admin)
+        fx = cls(now, pools, rules, admin or {})
         fx.before = {pid: dict(p.seats) for pid, p in pools.items()}
         if any(r.kind == "filter" for r in rules):
             from .scim_extensions import tenant_user_schema
@@ -121,11 +124,15 @@ class LicenceClockHandler:
         # A pool back in term (a renewal that took effect after its end) holds and queues nobody:
         # every seat expired and nobody waits for an ended pool. Its rules must be applied again,
         # which needs the directory - only for such pools, so a tick stays cheap.
+        # Only pools that something grants (a rule, or an admin grant) can have demand to apply.
+        granting = {r.pool_id for r in fx.rules} | {r["pool_id"] for r in await conn.fetch(
+            "SELECT DISTINCT pool_id FROM licence_admin_grants WHERE tenant_id = $1", tenant)}
         for pid, pool in fx.pools.items():
             late = pool.terms.late_renewals_due(fx.now) if pool.terms.in_term(fx.now) else []
             if late:
                 fx.reapplied[pid] = late
-            if late or (pool.terms.in_term(fx.now) and pool.held_count() == 0 and not pool.waiting()):
+            if late or (pid in granting and pool.terms.in_term(fx.now) and pool.held_count() == 0
+                        and not pool.waiting()):
                 # the full demand meets every seat of the pool: load them all (a partial state
                 # would take a holder it did not load for a new request and count it twice)
                 from projections.licences import load_pools

@@ -75,11 +75,14 @@ async def load_pools(conn, tenant: str, pool_ids: list[str] | None = None) -> di
     return pools
 
 
-async def load_pools_for(conn, tenant: str, user_ids: list[str], now: datetime) -> dict[str, PoolState]:
+async def load_pools_for(conn, tenant: str, user_ids: list[str], now: datetime,
+                         pool_rows: list | None = None) -> dict[str, PoolState]:
     """Every pool of the tenant, with only the seats a decision about `user_ids` at `now` can touch:
     theirs, the waiting queues, suspensions whose grace ran out, all seats of a pool past its term
-    end, and the most recent seats of a pool over capacity. The rest is counted, not loaded."""
-    prow = await conn.fetch("SELECT pool_id, terms, counter, held FROM licence_pools WHERE tenant_id = $1", tenant)
+    end, and the most recent seats of a pool over capacity. The rest is counted, not loaded.
+    `pool_rows` (pool_id, terms, counter, held), when the caller read them in the same transaction."""
+    prow = pool_rows if pool_rows is not None else await conn.fetch(
+        "SELECT pool_id, terms, counter, held FROM licence_pools WHERE tenant_id = $1", tenant)
     pools: dict[str, PoolState] = {}
     held_total: dict[str, int] = {}
     everything, most_recent = [], []
@@ -113,9 +116,14 @@ async def load_pools_for(conn, tenant: str, user_ids: list[str], now: datetime) 
 
 
 async def load_rules(conn, tenant: str) -> list[Rule]:
+    return rules_from_rows(await conn.fetch("SELECT pool_id, rule_id, priority, kind, group_id, filter FROM licence_rules "
+                                            "WHERE tenant_id = $1 ORDER BY pool_id, priority, rule_id", tenant))
+
+
+def rules_from_rows(rows) -> list[Rule]:
+    """Rules from licence_rules rows, in the order they are applied (pool, priority, rule id)."""
     return [Rule(r["pool_id"], r["rule_id"], r["priority"], r["kind"], r["group_id"], r["filter"])
-            for r in await conn.fetch("SELECT pool_id, rule_id, priority, kind, group_id, filter FROM licence_rules "
-                                      "WHERE tenant_id = $1 ORDER BY pool_id, priority, rule_id", tenant)]
+            for r in sorted(rows, key=lambda r: (r["pool_id"], r["priority"], r["rule_id"]))]
 
 
 async def save_pools(conn, tenant: str, before: dict[str, dict[str, Seat]], pools: dict[str, PoolState],

@@ -119,3 +119,17 @@ async def test_token_for_unknown_tenant_or_scope_is_refused(server, tenant):
     await new_tenant(rt, tenant)
     with pytest.raises(CommandRejected):
         await rt.bus.execute(tenant, IssueToken("root"))
+
+
+async def test_cached_token_admits_only_its_exact_secret_and_concurrent_first_uses_agree(server, tenant):
+    srv, rt = server
+    tok = (await new_tenant(rt, tenant))["scim"]
+    path = f"/scim/v2/{tenant}/ServiceProviderConfig"
+    # many first uses at once share one read of the token's row; every one is admitted
+    statuses = await asyncio.gather(*[get(srv, path, tok.token) for _ in range(40)])
+    assert {s[0] for s in statuses} == {200}
+    # while the right header is cached, the same token id with another secret is still refused
+    forged = f"slt_{tok.token_id}_{'x' * len(tok.secret)}"
+    assert (await get(srv, path, forged))[0] == 401
+    assert (await get(srv, path, tok.token + "x"))[0] == 401
+    assert (await get(srv, path, tok.token))[0] == 200
