@@ -101,6 +101,66 @@ class _Item:
     replayed: bool = False
 
 
+class _Session:
+    """A writer's connection while it has work. Between batches it sits in a transaction that the
+    previous batch's commit opened (`COMMIT; BEGIN` is one round trip, not two), so the next batch
+    starts with the tenant lock. A transaction that has run no statement holds no snapshot, no
+    transaction id and no lock, so waiting in it costs the server nothing."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+        self.conn: asyncpg.Connection | None = None
+
+    async def begin(self) -> asyncpg.Connection:
+        if self.conn is None:
+            self.conn = await self.pool.acquire()
+            try:
+                await self.conn.execute("BEGIN")
+            except BaseException:
+                await self._discard()
+                raise
+        return self.conn
+
+    async def commit(self) -> None:
+        """Commit (durable when this returns: synchronous_commit is on) and open the next one."""
+        try:
+            await self.conn.execute("COMMIT; BEGIN")
+        except BaseException:
+            await self._discard()
+            raise
+
+    async def abort(self) -> None:
+        """After a failed batch: roll back; a connection that cannot is dropped."""
+        if self.conn is None:
+            return
+        try:
+            await self.conn.execute("ROLLBACK")
+        except BaseException:
+            await self._discard()
+            raise
+        else:
+            await self.release()
+
+    async def release(self) -> None:
+        """Back to the pool, outside any transaction (our pool does not reset connections)."""
+        if self.conn is None:
+            return
+        try:
+            if self.conn.is_in_transaction():
+                await self.conn.execute("ROLLBACK")
+        except BaseException:
+            await self._discard()
+            raise
+        conn, self.conn = self.conn, None
+        await self.pool.release(conn)
+
+    async def _discard(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.terminate()
+            await self.pool.release(conn)
+
+
 class CommandBus:
     def __init__(self, store: EventStore, batch_max: int = 256):
         self.store = store
@@ -138,29 +198,45 @@ class CommandBus:
                 pass
 
     async def _writer(self, tenant: str, q: collections.deque) -> None:
-        while q:
-            batch = [q.popleft()]
-            if not batch[0].command.handler.exclusive:
-                while len(batch) < self.batch_max and q and not q[0].command.handler.exclusive:
-                    batch.append(q.popleft())
-            try:
-                await self._run(tenant, batch)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ErasedSubject) as exc:
-                if len(batch) == 1:
-                    self._fail(batch[0], exc)
-                else:
-                    log.info("batch of %d failed (%s); re-running one by one", len(batch), exc)
-                    for it in batch:
-                        it.error = it.decision = None
-                        try:
-                            await self._run(tenant, [it])
-                        except Exception as exc1:  # noqa: BLE001 - reported to that caller alone
-                            self._fail(it, exc1)
-            except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the writer
-                log.exception("batch failed")
+        session = _Session(self.pool)
+        try:
+            while True:
+                while q:
+                    await self._next_batch(tenant, q, session)
+                    if not q:
+                        # the callers just answered resubmit on this turn of the loop
+                        await asyncio.sleep(0)
+                await session.release()
+                if not q:       # nothing arrived meanwhile (no await between here and the end)
+                    return
+        finally:
+            if session.conn is not None:
+                session.conn.terminate()           # cancelled mid-round-trip: state unknown
+                await self.pool.release(session.conn)
+
+    async def _next_batch(self, tenant: str, q: collections.deque, session: _Session) -> None:
+        batch = [q.popleft()]
+        if not batch[0].command.handler.exclusive:
+            while len(batch) < self.batch_max and q and not q[0].command.handler.exclusive:
+                batch.append(q.popleft())
+        try:
+            await self._run(tenant, batch, session)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ErasedSubject) as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+            else:
+                log.info("batch of %d failed (%s); re-running one by one", len(batch), exc)
                 for it in batch:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
+                    it.error = it.decision = None
+                    try:
+                        await self._run(tenant, [it], session)
+                    except Exception as exc1:  # noqa: BLE001 - reported to that caller alone
+                        self._fail(it, exc1)
+        except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the writer
+            log.exception("batch failed")
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(exc)
 
     @staticmethod
     def _fail(item: _Item, exc: BaseException) -> None:
@@ -174,83 +250,87 @@ class CommandBus:
         if not item.future.done():
             item.future.set_exception(exc)
 
-    async def _run(self, tenant: str, batch: list[_Item]) -> None:
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                head = await lock_head(conn, tenant)
-                BATCH_NOW.set(head.now)
-                keys = [it.key for it in batch if it.key]
-                done: dict[str, Any] = {}
-                if keys:
-                    for r in await conn.fetch(
-                            "SELECT idempotency_key, result FROM command_log WHERE tenant_id = $1 "
-                            "AND idempotency_key = ANY($2::text[])", tenant, keys):
-                        done[r["idempotency_key"]] = orjson.loads(r["result"]) if r["result"] else None
-                by_handler: dict[Handler, list] = {}
-                for it in batch:
-                    by_handler.setdefault(it.command.handler, []).append(it.command)
-                states = {h: await h.load(conn, tenant, cmds) for h, cmds in by_handler.items()}
-                cached = self._vcache.pop(tenant, None)
-                versions = dict(cached[1]) if cached and cached[0] == head.seq else {}
-                wanted = self._hinted_streams(batch, states) - versions.keys()
-                if wanted:
-                    versions.update(await stream_versions(conn, tenant, wanted))
+    async def _run(self, tenant: str, batch: list[_Item], session: _Session) -> None:
+        conn = await session.begin()
+        try:
+            head = await lock_head(conn, tenant)
+            BATCH_NOW.set(head.now)
+            keys = [it.key for it in batch if it.key]
+            done: dict[str, Any] = {}
+            if keys:
+                for r in await conn.fetch(
+                        "SELECT idempotency_key, result FROM command_log WHERE tenant_id = $1 "
+                        "AND idempotency_key = ANY($2::text[])", tenant, keys):
+                    done[r["idempotency_key"]] = orjson.loads(r["result"]) if r["result"] else None
+            by_handler: dict[Handler, list] = {}
+            for it in batch:
+                by_handler.setdefault(it.command.handler, []).append(it.command)
+            states = {h: await h.load(conn, tenant, cmds) for h, cmds in by_handler.items()}
+            cached = self._vcache.pop(tenant, None)
+            versions = dict(cached[1]) if cached and cached[0] == head.seq else {}
+            wanted = self._hinted_streams(batch, states) - versions.keys()
+            if wanted:
+                versions.update(await stream_versions(conn, tenant, wanted))
 
-                rows = []
-                spans: list[tuple[_Item, int, int]] = []
-                seen_keys: dict[str, _Item] = {}
-                for it in batch:
-                    if it.key and it.key in done:
-                        it.replay, it.replayed = done[it.key], True
-                        continue
-                    if it.key and it.key in seen_keys:
-                        it.replayed = True           # same key twice in one batch: one execution
-                        it.replay = seen_keys[it.key]
-                        continue
-                    h = it.command.handler
-                    try:
-                        decision = h.decide(states[h], it.command)
-                        missing = []
-                        for c in decision.changes:
-                            if c.stream not in versions:
-                                if c.expected_version is None:
-                                    missing.append(c.stream)
-                                else:
-                                    # trusted here, proven at write by the unique index on
-                                    # (tenant, stream, stream_version); a stale one fails the
-                                    # batch, which then re-runs command by command
-                                    versions[c.stream] = c.expected_version
-                        if missing:
-                            versions.update(await stream_versions(conn, tenant, missing))
-                        check_versions(decision.changes, versions)
-                    except (CommandRejected, ConcurrencyError) as exc:
-                        it.error = exc
-                        continue
-                    h.evolve(states[h], it.command, decision)
-                    it.decision = decision
-                    if it.key:
-                        seen_keys[it.key] = it
-                        self._key_first_event(decision, it.key)
-                    start = len(rows)
-                    rows.extend(plan_rows(decision.changes, versions, it.metadata))
-                    spans.append((it, start, len(rows)))
+            rows = []
+            spans: list[tuple[_Item, int, int]] = []
+            seen_keys: dict[str, _Item] = {}
+            for it in batch:
+                if it.key and it.key in done:
+                    it.replay, it.replayed = done[it.key], True
+                    continue
+                if it.key and it.key in seen_keys:
+                    it.replayed = True           # same key twice in one batch: one execution
+                    it.replay = seen_keys[it.key]
+                    continue
+                h = it.command.handler
+                try:
+                    decision = h.decide(states[h], it.command)
+                    missing = []
+                    for c in decision.changes:
+                        if c.stream not in versions:
+                            if c.expected_version is None:
+                                missing.append(c.stream)
+                            else:
+                                # trusted here, proven at write by the unique index on
+                                # (tenant, stream, stream_version); a stale one fails the
+                                # batch, which then re-runs command by command
+                                versions[c.stream] = c.expected_version
+                    if missing:
+                        versions.update(await stream_versions(conn, tenant, missing))
+                    check_versions(decision.changes, versions)
+                except (CommandRejected, ConcurrencyError) as exc:
+                    it.error = exc
+                    continue
+                h.evolve(states[h], it.command, decision)
+                it.decision = decision
+                if it.key:
+                    seen_keys[it.key] = it
+                    self._key_first_event(decision, it.key)
+                start = len(rows)
+                rows.extend(plan_rows(decision.changes, versions, it.metadata))
+                spans.append((it, start, len(rows)))
 
-                written = await self.store.write(conn, tenant, head, rows)
-                per_handler: dict[Handler, list] = {}
-                for it, a, b in spans:
-                    per_handler.setdefault(it.command.handler, []).append(
-                        (it.command, written.recorded[a:b]))
-                for h, rec in per_handler.items():
-                    await h.project(conn, tenant, states[h], rec)
-                logged = [(it.key, orjson.dumps(it.decision.result).decode(),
-                           written.recorded[a].seq if b > a else None)
-                          for it, a, b in spans if it.key]
-                if logged:
-                    await conn.execute(
-                        "INSERT INTO command_log (tenant_id, idempotency_key, result, first_seq, recorded_at) "
-                        "SELECT $1, k, r::jsonb, s, $5 FROM unnest($2::text[], $3::text[], $4::bigint[]) "
-                        "AS t(k, r, s)", tenant, [x[0] for x in logged], [x[1] for x in logged],
-                        [x[2] for x in logged], head.now)
+            written = await self.store.write(conn, tenant, head, rows)
+            per_handler: dict[Handler, list] = {}
+            for it, a, b in spans:
+                per_handler.setdefault(it.command.handler, []).append(
+                    (it.command, written.recorded[a:b]))
+            for h, rec in per_handler.items():
+                await h.project(conn, tenant, states[h], rec)
+            logged = [(it.key, orjson.dumps(it.decision.result).decode(),
+                       written.recorded[a].seq if b > a else None)
+                      for it, a, b in spans if it.key]
+            if logged:
+                await conn.execute(
+                    "INSERT INTO command_log (tenant_id, idempotency_key, result, first_seq, recorded_at) "
+                    "SELECT $1, k, r::jsonb, s, $5 FROM unnest($2::text[], $3::text[], $4::bigint[]) "
+                    "AS t(k, r, s)", tenant, [x[0] for x in logged], [x[1] for x in logged],
+                    [x[2] for x in logged], head.now)
+        except BaseException:
+            await session.abort()
+            raise
+        await session.commit()
         # committed: answer the callers
         if len(versions) < 100_000:
             self._vcache[tenant] = (written.head.seq, versions)
