@@ -24,7 +24,7 @@ from aiohttp import web
 from ledger.billing_events import IssueInvoice, IssueNote
 from ledger.executor import CommandRejected
 from ledger.store import ConcurrencyError
-from projections.billing import canonical_bytes, invoice_document, to_csv
+from projections.billing import canonical_bytes, to_csv
 from projections.billing_source import (UnknownTenant, adjustment_report, invoice_at, parse_period,
                                         resolve_known_at)
 
@@ -120,7 +120,7 @@ async def issue_invoice(rt, tenant: str, period: str, known_at: int | None = Non
     """Compute the invoice at knownAt (default: the head), then record InvoiceIssued with its hash."""
     import hashlib
     inv = await _read(rt.pool, invoice_at, tenant, period, known_at)
-    digest = hashlib.sha256(canonical_bytes(invoice_document(inv))).hexdigest()
+    digest = hashlib.sha256(canonical_bytes(inv)).hexdigest()
     cmd = IssueInvoice(period, inv.period.start, inv.period.end, inv.period.tz_name, inv.known_at,
                        {c: str(v) for c, v in inv.totals}, digest, reissue)
     return await rt.bus.execute(tenant, cmd, metadata=metadata, idempotency_key=idempotency_key)
@@ -170,7 +170,7 @@ async def get_invoice(request: web.Request) -> web.Response:
         return web.Response(body=to_csv(inv).encode(), content_type="text/csv", charset="utf-8",
                             headers={"X-Known-At": str(inv.known_at)})
     import hashlib
-    body = canonical_bytes(invoice_document(inv))
+    body = canonical_bytes(inv)
     return web.Response(body=body, content_type="application/json",
                         headers={"X-Invoice-SHA256": hashlib.sha256(body).hexdigest(), "X-Known-At": str(inv.known_at)})
 
@@ -276,7 +276,7 @@ async def _cli_bill(args) -> int:
     if args.csv:
         out.write(to_csv(inv).encode())
     else:
-        out.write(canonical_bytes(invoice_document(inv)) + b"\n")
+        out.write(canonical_bytes(inv) + b"\n")
     out.flush()
     if args.issue:
         print(f"issued: {orjson.dumps(res).decode()}", file=sys.stderr)

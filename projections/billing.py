@@ -3,8 +3,10 @@ no I/O, no clock.
 
     period = month_period(2026, 10, "Europe/Paris")          # [start, end) as aware UTC instants
     bill = bill_pool(terms, intervals, period)               # one pool -> PoolBill with line items
+                                                             # (SeatIntervals, or MicroIntervals tuples)
     inv = build_invoice("acme", period, [(terms, intervals)], known_at=1234)
-    doc = invoice_document(inv); data = canonical_bytes(doc); csv_text = to_csv(inv)
+    doc = invoice_document(inv); csv_text = to_csv(inv)
+    data = canonical_bytes(inv)      # the bytes of canonical_bytes(doc), without re-checking every leaf
 
 Rules (one of each, documented here and nowhere else):
 
@@ -32,16 +34,21 @@ Rules (one of each, documented here and nowhere else):
 from __future__ import annotations
 
 import csv
+import gc
 import io
+import re
 from bisect import bisect_right
-from collections import defaultdict
+from collections import defaultdict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
+from itertools import islice
 from math import gcd
-from typing import Iterable, Literal, Mapping
+from operator import itemgetter
+from typing import Iterable, Literal, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -49,7 +56,7 @@ import orjson
 from ledger.licences import Terms
 
 __all__ = [
-    "Period", "SeatInterval", "LineItem", "PoolBill", "Invoice", "AdjustmentLine",
+    "Period", "SeatInterval", "MicroIntervals", "LineItem", "PoolBill", "Invoice", "AdjustmentLine",
     "month_period", "bill_pool", "build_invoice", "invoice_document", "canonical_bytes", "invoice_hash",
     "to_csv", "round_half_even", "compare_bills", "naive_amount", "naive_breakdown",
 ]
@@ -113,15 +120,22 @@ class SeatInterval:
             raise ValueError("seat interval ends before it starts")
 
 
+class MicroIntervals(list):
+    """Seat intervals in the form a source reads them: (user_id, start_us, end_us | None, state, reason,
+    seq) tuples, bounds in integer microseconds since the epoch (UTC), None: still held; each user's
+    intervals in order and not overlapping. The same meaning as SeatInterval; a source that reads
+    100,000s of intervals hands them over as is, without building (and validating) an object each."""
+
+
 # ---- outputs -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LineItem:
+class LineItem(NamedTuple):
+    """One line of a bill. A named tuple: an invoice has one per seat interval (100,000s), and a tuple
+    is built in one step where a frozen dataclass sets each field through object.__setattr__."""
     kind: str                      # usage | commitment | overage
     user_id: str | None            # None on commitment lines
-    start: datetime
-    end: datetime
-    seconds: int
+    start_s: int                   # whole UTC seconds since the epoch (`start`: the instant)
+    end_s: int
     seats: int                     # 1 for usage/overage, the contracted seats for commitment
     unit_price_minor: int          # per seat per billing period
     exact_num: int                 # seats x seconds x unit price: the exact amount is exact_num / period_seconds
@@ -129,6 +143,18 @@ class LineItem:
     amount: Decimal                # the exact amount rounded half-even to whole minor units
     rule: str                      # usage.active | usage.suspended | commitment | overage.lifo
     reason: str
+
+    @property
+    def start(self) -> datetime:
+        return _dt(self.start_s)
+
+    @property
+    def end(self) -> datetime:
+        return _dt(self.end_s)
+
+    @property
+    def seconds(self) -> int:
+        return self.end_s - self.start_s
 
     @property
     def exact(self) -> Fraction:
@@ -176,6 +202,32 @@ class AdjustmentLine:
     @property
     def delta(self) -> Decimal:
         return self.after - self.before
+
+
+# ---- the collector --------------------------------------------------------------------------------
+
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while a bill is read, computed or written. A month's
+    invoice allocates ~10^6 small tuples and dicts that live until the document is done, and every
+    full collection pass rescans all of them (a quarter of the CPU time at 100,000 users), yet none
+    of them is in a reference cycle: reference counting frees them as usual. Nested and concurrent
+    pauses (coroutines) count: the collector runs again when the last one ends, if it ran before."""
+    global _gc_pauses, _gc_was_enabled
+    if _gc_pauses == 0:
+        _gc_was_enabled = gc.isenabled()
+        gc.disable()
+    _gc_pauses += 1
+    try:
+        yield
+    finally:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_was_enabled:
+            gc.enable()
 
 
 # ---- money and time ----------------------------------------------------------------------------
@@ -245,18 +297,34 @@ def _merge(segs: list[_Segment], key) -> list[tuple[int, int, tuple]]:
 
 # ---- the computation ---------------------------------------------------------------------------
 
-def _normalise(intervals: Iterable[SeatInterval]) -> tuple[list[tuple], list[tuple[tuple, int, int]]]:
-    """Floored intervals (user, start, end, state, reason, seq), empty ones dropped, sorted by user and
-    start; and the holding runs: (rank key, start, end) per uninterrupted holding of a user (adjacent
-    intervals, e.g. active then suspended, are one holding). A user holds a pool at most once:
-    overlapping intervals of one user are refused."""
+def _floored(intervals: Iterable[SeatInterval] | MicroIntervals) -> list[tuple]:
+    """(user, start, end, state, reason, seq) in whole seconds (end _FAR: still held), empty ones dropped."""
+    if isinstance(intervals, MicroIntervals):
+        ivs = []
+        for uid, a, b, state, reason, seq in intervals:
+            a //= 1_000_000
+            b = _FAR if b is None else b // 1_000_000
+            if b > a:
+                if state != "active" and state != "suspended":
+                    raise ValueError(f"seat interval state {state!r}: active or suspended")
+                ivs.append((uid, a, b, state, reason, seq))
+        return ivs
     ivs = []
     for iv in intervals:
         a = _sec(iv.start)
         b = _FAR if iv.end is None else _sec(iv.end)
         if b > a:
             ivs.append((iv.user_id, a, b, iv.state, iv.reason, iv.seq))
-    ivs.sort(key=lambda x: (x[0], x[1]))
+    return ivs
+
+
+def _normalise(intervals: Iterable[SeatInterval] | MicroIntervals) -> tuple[list[tuple], list[tuple[tuple, int, int]]]:
+    """Floored intervals (user, start, end, state, reason, seq), empty ones dropped, sorted by user and
+    start; and the holding runs: (rank key, start, end) per uninterrupted holding of a user (adjacent
+    intervals, e.g. active then suspended, are one holding). A user holds a pool at most once:
+    overlapping intervals of one user are refused."""
+    ivs = _floored(intervals)
+    ivs.sort(key=_USER_START)
     runs = []
     uid = None
     run_a = run_b = run_seq = 0
@@ -276,28 +344,43 @@ def _normalise(intervals: Iterable[SeatInterval]) -> tuple[list[tuple], list[tup
     return ivs, runs
 
 
+_USER_START = itemgetter(0, 1)
+_RUN_RANK = itemgetter(0)
+_LINE_ORDER = itemgetter(1, 2, 3)  # LineItem user_id, start_s, end_s (the user is never None on overage lines)
+_USAGE_RULE = {"active": "usage.active", "suspended": "usage.suspended"}
+_new_line = tuple.__new__          # LineItem built from one tuple, without NamedTuple's keyword __new__
+
+
 def _line(kind, uid, a, b, seats, price, period_s, rule, reason) -> LineItem:
-    secs = b - a
-    num = seats * secs * price
-    return LineItem(kind, uid, _dt(a), _dt(b), secs, seats, price, num, period_s,
-                    Decimal(_div_half_even(num, period_s)), rule, reason)
+    num = seats * (b - a) * price
+    return _new_line(LineItem, (kind, uid, a, b, seats, price, num, period_s,
+                                Decimal(_div_half_even(num, period_s)), rule, reason))
 
 
 def _usage_lines(ivs: list[tuple], segs, ws, we, period_s) -> list[LineItem]:
+    """In the order of `ivs` (user, start), so already in the bill's line order."""
     stretches = _merge(segs, lambda s: s.price)
     starts = [s[0] for s in stretches]
     out = []
+    append = out.append
     for uid, a, b, state, reason, _seq in ivs:
-        a, b = max(a, ws), min(b, we)
+        if a < ws:
+            a = ws
+        if b > we:
+            b = we
         if a >= b:
             continue
-        i = max(0, bisect_right(starts, a) - 1)
-        while i < len(stretches) and stretches[i][0] < b:
-            sa, sb, price = stretches[i]
-            la, lb = max(a, sa), min(b, sb)
+        rule = _USAGE_RULE[state]
+        i = bisect_right(starts, a) - 1
+        for sa, sb, price in stretches[i if i > 0 else 0:]:
+            if sa >= b:
+                break
+            la = a if a > sa else sa
+            lb = b if b < sb else sb
             if la < lb:
-                out.append(_line("usage", uid, la, lb, 1, price, period_s, f"usage.{state}", reason))
-            i += 1
+                num = (lb - la) * price
+                append(_new_line(LineItem, ("usage", uid, la, lb, 1, price, num, period_s,
+                                            Decimal(_div_half_even(num, period_s)), rule, reason)))
     return out
 
 
@@ -310,57 +393,34 @@ def _commitment_lines(segs, period_s) -> list[LineItem]:
     return out
 
 
-class _Fenwick:
-    """Counts over ranks 0..n-1: add, prefix count, k-th present rank - all O(log n)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.t = [0] * (n + 1)
-        self.total = 0
-        self.top = 1 << max(0, n.bit_length())
-
-    def add(self, i: int, v: int) -> None:
-        self.total += v
-        i += 1
-        while i <= self.n:
-            self.t[i] += v
-            i += i & -i
-
-    def prefix(self, i: int) -> int:        # count of ranks < i
-        s = 0
-        while i > 0:
-            s += self.t[i]
-            i -= i & -i
-        return s
-
-    def kth(self, k: int) -> int:           # rank of the k-th present one (1-based k)
-        pos, step = 0, self.top
-        while step:
-            nxt = pos + step
-            if nxt <= self.n and self.t[nxt] < k:
-                pos = nxt
-                k -= self.t[nxt]
-            step >>= 1
-        return pos
-
-
 def _overage_lines(runs, segs, ws, we, period_s) -> list[LineItem]:
-    runs = sorted(runs, key=lambda r: r[0])
-    n = len(runs)
+    """Overage lines by a sweep over the instants where someone comes or goes or the terms change.
+
+    The holders are a dict in rank order, because insertion order is rank order: a run joins at its
+    start, after everyone holding then (their holdings began earlier), or at `ws` all together in rank
+    order. Between changes of terms, the over ones (ranked beyond `seats`) change only when someone
+    leaves (an over one: its line ends; an inside one: the first over one moves inside) or joins
+    (over if more than `seats` hold): O(1) each. Where the terms change, every open line ends and
+    the over ones are read off the dict again."""
+    runs = sorted(runs, key=_RUN_RANK)
     adds: dict[int, list[int]] = defaultdict(list)
     removes: dict[int, list[int]] = defaultdict(list)
     for rank, (_key, a, b) in enumerate(runs):
-        a, b = max(a, ws), min(b, we)
+        if a < ws:
+            a = ws
+        if b > we:
+            b = we
         if a < b:
             adds[a].append(rank)
             removes[b].append(rank)
     seg_at = {s.a: s for s in segs}
     points = sorted(set(adds) | set(removes) | set(seg_at) | {we})
-    fen = _Fenwick(n)
-    open_: dict[int, int] = {}               # rank -> overage since
+    holders: dict[int, None] = {}            # present ranks, in rank order
+    over: deque[int] = deque()               # over ranks in rank order (some may have left: not in open_)
+    open_: dict[int, int] = {}               # over rank -> overage since
     out: list[LineItem] = []
     seg: _Segment | None = None
-    cut = n
+    seats, billed = 0, False
 
     def close(rank: int, t: int) -> None:
         since = open_.pop(rank)
@@ -368,44 +428,34 @@ def _overage_lines(runs, segs, ws, we, period_s) -> list[LineItem]:
             out.append(_line("overage", runs[rank][0][2], since, t, 1, seg.over, period_s, "overage.lifo",
                              f"held beyond {seg.seats} contracted seats (last in, first over)"))
 
-    def holders_in(lo: int, hi: int):
-        for j in range(fen.prefix(lo) + 1, fen.prefix(hi) + 1):
-            yield fen.kth(j)
-
-    def new_cut() -> int:
-        if seg is None or not seg.in_term or fen.total <= seg.seats:
-            return n
-        return fen.kth(seg.seats + 1)
-
     for t in points:
         boundary = t in seg_at or t == we
         if boundary:
-            for r in sorted(open_):
+            for r in list(open_):
                 close(r, t)
         for r in removes.get(t, ()):
-            fen.add(r, -1)
+            del holders[r]
             if r in open_:
                 close(r, t)
-        inserted = adds.get(t, ())
-        for r in inserted:
-            fen.add(r, 1)
+            elif billed and not boundary:    # an inside one left: the first over one moves inside
+                while over:
+                    first = over.popleft()
+                    if first in open_:
+                        close(first, t)
+                        break
+        for r in adds.get(t, ()):
+            holders[r] = None
+            if billed and not boundary and len(holders) > seats:
+                open_[r] = t
+                over.append(r)
         if t == we:
             break
         if boundary:
             seg = seg_at[t]
-            cut = new_cut()
-            for r in holders_in(cut, n):
+            seats, billed = seg.seats, seg.in_term
+            over = deque(islice(holders, seats, None)) if billed else deque()
+            for r in over:
                 open_[r] = t
-            continue
-        c = new_cut()
-        lo, hi = min(cut, c), max(cut, c)
-        for r in (*inserted, *holders_in(lo, hi)):
-            if r >= c:
-                if r not in open_:
-                    open_[r] = t
-            elif r in open_:
-                close(r, t)
-        cut = c
     return out
 
 
@@ -463,20 +513,26 @@ def bill_pool(terms: Terms, intervals: Iterable[SeatInterval], period: Period, *
     period_s = pe - ps
     ivs, runs = _normalise(intervals)
     segs = _segments(terms, ws, we)
+    # line order: commitment, usage, overage; then user id, start, end. Commitment lines come in time
+    # order and usage lines in (user, start) order as built; only overage lines need sorting.
     if terms.billing_mode == "usage":
         lines = _usage_lines(ivs, segs, ws, we, period_s)
     else:
-        lines = _commitment_lines(segs, period_s) + _overage_lines(runs, segs, ws, we, period_s)
-    lines.sort(key=lambda x: (_KIND_ORDER[x.kind], x.user_id or "", x.start, x.end))
+        over = _overage_lines(runs, segs, ws, we, period_s)
+        over.sort(key=_LINE_ORDER)
+        lines = _commitment_lines(segs, period_s) + over
     seat_seconds, peak, high = _profile(runs, segs, _day_bounds(period, ws, we), ws, we)
+    amounts = [x[8] for x in lines]           # LineItem.amount, by position: one pass per pool
     return PoolBill(terms.pool_id, terms.product_id, terms.currency, terms.billing_mode, period,
-                    (_dt(ws), _dt(we)), tuple(lines), sum((x.amount for x in lines), Decimal(0)),
-                    Fraction(sum(x.exact_num for x in lines), period_s), seat_seconds, peak, tuple(high))
+                    (_dt(ws), _dt(we)), tuple(lines), sum(amounts, Decimal(0)),
+                    Fraction(sum([x[6] for x in lines]), period_s), seat_seconds, peak, tuple(high))
+
 
 
 def build_invoice(tenant_id: str, period: Period, pools: Iterable[tuple[Terms, Iterable[SeatInterval]]], *,
                   known_at: int | None = None) -> Invoice:
-    bills = sorted((bill_pool(t, ivs, period) for t, ivs in pools), key=lambda b: b.pool_id)
+    with gc_paused():
+        bills = sorted((bill_pool(t, ivs, period) for t, ivs in pools), key=lambda b: b.pool_id)
     totals: dict[str, Decimal] = defaultdict(lambda: Decimal(0))
     for b in bills:
         totals[b.currency] += b.total
@@ -500,9 +556,33 @@ def compare_bills(before: PoolBill, after: PoolBill) -> list[AdjustmentLine]:
 
 # ---- documents ---------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1 << 16)
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_s(_sec(t))
+
+
+@lru_cache(maxsize=1 << 12)
+def _day_iso(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+
+
+_HH_MM = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]
+_SS = [f"{s:02d}" for s in range(60)]
+
+
+def _iso_s(s: int) -> str:
+    """Whole UTC seconds since the epoch as 2026-10-01T00:00:00Z (integer arithmetic and small tables)."""
+    day, s = divmod(s, 86400)
+    m, s = divmod(s, 60)
+    return f"{_day_iso(day)}T{_HH_MM[m]}:{_SS[s]}Z"
+
+
+class _IsoMemo(dict):
+    """seconds -> _iso_s(seconds) for one document: line bounds repeat (the period's bounds, the
+    instants where prices change), ~1 distinct in 6 on a month's invoice."""
+
+    def __missing__(self, s: int) -> str:
+        v = self[s] = _iso_s(s)
+        return v
 
 
 def _frac(x: Fraction) -> str:
@@ -516,15 +596,18 @@ def _ratio(n: int, d: int) -> str:
     return str(n) if d == 1 else f"{n}/{d}"
 
 
-def _line_doc(x: LineItem) -> dict:
-    return {"kind": x.kind, "userId": x.user_id, "from": _iso(x.start), "to": _iso(x.end),
-            "seconds": x.seconds, "seats": x.seats, "unitPriceMinor": str(x.unit_price_minor),
-            "exactMinor": _ratio(x.exact_num, x.period_seconds), "amountMinor": str(x.amount), "rule": x.rule, "reason": x.reason}
+def _line_docs(lines: Iterable[LineItem], iso: _IsoMemo) -> list[dict]:
+    return [{"kind": kind, "userId": uid, "from": iso[a], "to": iso[b], "seconds": b - a, "seats": seats,
+             "unitPriceMinor": str(price), "exactMinor": _ratio(num, period_s), "amountMinor": str(amount),
+             "rule": rule, "reason": reason}
+            for kind, uid, a, b, seats, price, num, period_s, amount, rule, reason in lines]
 
 
+@gc_paused()
 def invoice_document(invoice: Invoice) -> dict:
     """The canonical invoice: str/int/bool/None leaves only (amounts in minor units as strings)."""
     p = invoice.period
+    iso = _IsoMemo()
     return {
         "format": FORMAT,
         "rounding": "half-even per line; totals are sums of rounded lines",
@@ -538,7 +621,7 @@ def invoice_document(invoice: Invoice) -> dict:
             "totalMinor": str(b.total), "exactTotalMinor": _frac(b.exact_total),
             "seatSeconds": b.seat_seconds, "peakSeats": b.peak_seats,
             "dailyHighWater": [{"day": d.isoformat(), "seats": h} for d, h in b.daily_high_water],
-            "lines": [_line_doc(x) for x in b.lines],
+            "lines": _line_docs(b.lines, iso),
         } for b in invoice.pools],
         "totals": [{"currency": c, "totalMinor": str(v)} for c, v in invoice.totals],
     }
@@ -564,16 +647,40 @@ CSV_COLUMNS = ("pool_id", "currency", "kind", "user_id", "from", "to", "seconds"
                "exact_minor", "amount_minor", "rule", "reason")
 
 
+class _CsvCells(dict):
+    """text -> the cell csv.writer writes for it (quoted and doubled quotes if it holds , " CR or LF)."""
+
+    def __missing__(self, text: str) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow(("", text))   # two cells: no lone-empty-cell rule
+        v = self[text] = buf.getvalue()[1:-2]
+        return v
+
+
+_CSV_SPECIAL = re.compile('[,"\r\n]').search      # what can make csv.writer quote a cell (QUOTE_MINIMAL)
+
+
+@gc_paused()
 def to_csv(invoice: Invoice) -> str:
-    """One row per line item (the amounts of a pool's rows add up to its total exactly)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(CSV_COLUMNS)
-    for b in invoice.pools:
-        for x in b.lines:
-            w.writerow((b.pool_id, b.currency, x.kind, x.user_id or "", _iso(x.start), _iso(x.end), x.seconds,
-                        x.seats, x.unit_price_minor, _ratio(x.exact_num, x.period_seconds), str(x.amount), x.rule, x.reason))
-    return buf.getvalue()
+    """One row per line item (the amounts of a pool's rows add up to its total exactly), exactly the
+    bytes csv.writer writes (excel dialect, CRLF). csv.writer quotes the text cells - pool, currency,
+    a user id holding , " CR or LF, reason - each distinct one once; the other cells (fixed words,
+    numbers, instants) never need quoting, so a row is one f-string: 60% of the time of writing every
+    row through csv.writer, on 100,000s of rows."""
+    cell = _CsvCells()
+    iso = _IsoMemo()
+    out = [",".join(CSV_COLUMNS) + "\r\n"]
+    append = out.append
+    for p in invoice.pools:
+        pool = f"{cell[p.pool_id]},{cell[p.currency]}"
+        for kind, uid, a, b, seats, price, num, period_s, amount, rule, reason in p.lines:
+            if uid is None:
+                uid = ""
+            elif _CSV_SPECIAL(uid):
+                uid = cell[uid]
+            append(f"{pool},{kind},{uid},{iso[a]},{iso[b]},{b - a},{seats},{price},{_ratio(num, period_s)},"
+                   f"{amount!s},{rule},{cell[reason]}\r\n")
+    return "".join(out)
 
 
 # ---- the naive reference (tests only) ----------------------------------------------------------

@@ -20,20 +20,24 @@ Rules (interval building, here and nowhere else):
   are not read; pool-level events (created/resized/repriced/renewed/cancelled) are always read.
 
 Decoding: pool-level events (few) go through the event registry (upcasters + pydantic models) and
-`ledger.licences.evolve`. Seat events (the bulk) are read as narrow columns (`data->>'user_id'`,
-`data->>'reason'`) - no JSON document and no pydantic model per row; a row stored at an older schema
-version than the registry's latest is re-read in full and upcast through the registry instead.
+`ledger.licences.evolve`. Seat events (the bulk) are read as narrow columns of billing_seat_events,
+effective instants as integer microseconds, grouped per (pool, user) - no JSON document, no pydantic
+model, no datetime and no sort per row; the intervals are handed to the engine as MicroIntervals
+tuples. A row stored at an older schema version than the registry's latest is re-read in full and
+upcast through the registry instead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from itertools import groupby
+from operator import itemgetter
 
 from ledger.events import _latest as _LATEST_VERSIONS
 from ledger.events import decode, upcast
 import ledger.tenancy  # noqa: F401 - registers TenantCreated
 from ledger.licences import PoolState, Terms, evolve
-from projections.billing import SeatInterval
+from projections.billing import MicroIntervals, SeatInterval, gc_paused
 
 POOL_TYPES = ("PoolCreated", "PoolResized", "PoolRepriced", "PoolRenewed", "PoolCancelled")
 SEAT_TYPES = ("SeatAssigned", "SeatSuspended", "SeatResumed", "SeatReleased", "LicenceExpired")
@@ -41,33 +45,41 @@ _KIND = {"SeatAssigned": 0, "SeatSuspended": 1, "SeatResumed": 2, "SeatReleased"
 # pool streams are "pool-<id>": in the C collation of `stream` that is the range ['pool-', 'pool.')
 _POOL_RANGE = "stream >= 'pool-' AND stream < 'pool.'"
 
+# the predicate of the partial index events_pool_terms (ledger/sql/0081), literally
+_POOL_TYPES_SQL = ", ".join(f"'{t}'" for t in POOL_TYPES)
 _POOL_SQL = f"""
 SELECT seq, type, schema_version, data::text AS data, effective_at FROM events
-WHERE tenant_id = $1 AND {_POOL_RANGE} AND seq <= $2 AND type = ANY($3::text[])
+WHERE tenant_id = $1 AND {_POOL_RANGE} AND type IN ({_POOL_TYPES_SQL}) AND seq <= $2
 ORDER BY seq
 """
 
 # Seat events come from billing_seat_events (ledger/sql/0060): the same committed events, copied
-# column by column in the append transaction, ordered per (pool, user) by (effective_at, seq) by its
-# primary key (an index-only scan). With `since` (the period start), a user's events up to their last
-# release effective before `since` are skipped: after a release nothing is held, so the walk from
-# there gives the same intervals for everything from `since` on (earlier ones cannot be billed).
-_SEAT_SQL = """
-SELECT pool_id, user_id, effective_at, seq, kind, schema_version, reason FROM (
+# column by column in the append transaction, read per (pool, user) newest first, the order of its
+# index billing_seat_events_walk (ledger/sql/0080; an index-only scan, no sort). With `since` (the
+# period start), a user's events up to their last release effective before `since` are skipped:
+# after a release nothing is held, so the walk from there gives the same intervals for everything
+# from `since` on (earlier ones cannot be billed). Newest first, those are the rows where the
+# running count of such releases is still 0. The instant is sent as exact integer microseconds
+# since the epoch (extract(epoch ...) is numeric on PostgreSQL 14+, so exact): the engine floors it
+# with integer division and nothing builds a datetime per row.
+_MICROS = "(extract(epoch FROM effective_at) * 1000000)::bigint"
+# Columns: what the walk reads (instant, seq, kind, reason), then the group (pool, user).
+_SEAT_SQL = f"""
+SELECT {_MICROS}, seq, kind, reason, pool_id, user_id, schema_version FROM (
   SELECT pool_id, user_id, effective_at, seq, kind, schema_version, reason,
          count(*) FILTER (WHERE kind >= 3 AND effective_at < $4) OVER (
-           PARTITION BY pool_id, user_id ORDER BY effective_at, seq
-           ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS releases_after
+           PARTITION BY pool_id, user_id ORDER BY effective_at DESC, seq DESC ROWS UNBOUNDED PRECEDING)
+           AS releases_from_here
   FROM billing_seat_events
   WHERE tenant_id = $1 AND seq <= $2 AND effective_at < $3
 ) b
-WHERE releases_after = 0 AND NOT (kind >= 3 AND effective_at < $4)
-ORDER BY pool_id, user_id
+WHERE releases_from_here = 0
+ORDER BY pool_id, user_id, effective_at DESC, seq DESC
 """
-_SEAT_SQL_ALL = """
-SELECT pool_id, user_id, effective_at, seq, kind, schema_version, reason FROM billing_seat_events
+_SEAT_SQL_ALL = f"""
+SELECT {_MICROS}, seq, kind, reason, pool_id, user_id, schema_version FROM billing_seat_events
 WHERE tenant_id = $1 AND seq <= $2 AND effective_at < $3
-ORDER BY pool_id, user_id, effective_at, seq
+ORDER BY pool_id, user_id, effective_at DESC, seq DESC
 """
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 _KIND_NAMES = ("SeatAssigned", "SeatSuspended", "SeatResumed", "SeatReleased", "LicenceExpired")
@@ -80,7 +92,13 @@ class UnknownTenant(LookupError):
 @dataclass
 class PoolSource:
     terms: Terms
-    intervals: list[SeatInterval] = field(default_factory=list)
+    micro: MicroIntervals = field(default_factory=MicroIntervals)
+
+    @property
+    def intervals(self) -> list[SeatInterval]:
+        """The pool's seat intervals as SeatInterval objects (what the engine is given: `micro`)."""
+        return [SeatInterval(uid, _from_micros(a), None if b is None else _from_micros(b), state, reason, seq)
+                for uid, a, b, state, reason, seq in self.micro]
 
 
 @dataclass
@@ -91,8 +109,19 @@ class Source:
     pools: dict[str, PoolSource]
     events_read: int = 0
 
-    def pools_for_engine(self) -> list[tuple[Terms, list[SeatInterval]]]:
-        return [(p.terms, p.intervals) for _pid, p in sorted(self.pools.items())]
+    def pools_for_engine(self) -> list[tuple[Terms, MicroIntervals]]:
+        return [(p.terms, p.micro) for _pid, p in sorted(self.pools.items())]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
 
 
 async def head_seq(conn, tenant: str) -> int | None:
@@ -131,42 +160,45 @@ async def load_source(conn, tenant: str, known_at: int | None = None, *, until: 
     k = await resolve_known_at(conn, tenant, known_at)
     tz = await tenant_timezone(conn, tenant, k) or default_tz
     states: dict[str, PoolState] = {}
-    for r in await conn.fetch(_POOL_SQL, tenant, k, list(POOL_TYPES)):
+    for r in await conn.fetch(_POOL_SQL, tenant, k):
         ev = decode(r["type"], r["schema_version"], orjson.loads(r["data"]))
         states[ev.pool_id] = evolve(states.get(ev.pool_id), ev, r["effective_at"])
     until = until or _FAR_FUTURE
-    if since is None:
-        rows = await conn.fetch(_SEAT_SQL_ALL, tenant, k, until)
-    else:
-        rows = await conn.fetch(_SEAT_SQL, tenant, k, until, since)
-    stale = [r[3] for r in rows if r[5] != _LATEST_VERSIONS.get(_KIND_NAMES[r[4]], r[5])]
-    upcasted: dict[int, tuple[str, str | None]] = {}
+    with gc_paused():                    # 100,000s of rows and tuples, no cycles (see gc_paused)
+        if since is None:
+            rows = await conn.fetch(_SEAT_SQL_ALL, tenant, k, until)
+        else:
+            rows = await conn.fetch(_SEAT_SQL, tenant, k, until, since)
+        return await _seat_source(conn, tenant, k, tz, states, rows, since)
+
+
+async def _seat_source(conn, tenant: str, k: int, tz: str, states: dict[str, PoolState], rows: list,
+                       since: datetime | None) -> Source:
+    """load_source's second half: the seat rows walked into each pool's intervals."""
+    import orjson
+    latest = [_LATEST_VERSIONS.get(name) for name in _KIND_NAMES]
+    stale = [r[1] for r in rows if latest[r[2]] is not None and r[6] != latest[r[2]]]
     if stale:
+        upcasted: dict[int, tuple[str, str | None]] = {}
         for r in await conn.fetch("SELECT seq, type, schema_version, data::text AS data FROM events "
                                   "WHERE tenant_id = $1 AND seq = ANY($2::bigint[])", tenant, stale):
             _v, d = upcast(r["type"], r["schema_version"], orjson.loads(r["data"]))
             upcasted[r["seq"]] = (d["user_id"], d.get("reason"))
+        rows = [r if r[1] not in upcasted else (r[0], r[1], r[2], upcasted[r[1]][1], r[4], upcasted[r[1]][0])
+                for r in rows]
     pools = {pid: PoolSource(st.terms) for pid, st in states.items()}
-    # rows arrive grouped per (pool, user); each group is walked (seat_intervals sorts if needed)
-    cur_key = None
-    evs: list = []
-    for pid, uid, eff, seq, kind, _sv, reason in rows:
-        if upcasted and seq in upcasted:
-            uid, reason = upcasted[seq]
-        if (pid, uid) != cur_key:
-            if evs:
-                _emit(pools, cur_key, evs, since)
-            cur_key, evs = (pid, uid), []
-        evs.append((eff, seq, kind, reason))
-    if evs:
-        _emit(pools, cur_key, evs, since)
+    since_us = None if since is None else _micros(since)
+    # rows arrive grouped per (pool, user), newest first within a group: walked oldest first
+    for (pool_id, user_id), group in groupby(rows, key=_GROUP):
+        pool = pools.get(pool_id)
+        if pool is not None:             # seat events of a pool created after K cannot exist
+            events = list(group)
+            events.reverse()
+            holding_pieces(user_id, events, since_us, pool.micro)
     return Source(tenant, k, tz, pools, len(rows))
 
 
-def _emit(pools: dict[str, PoolSource], key: tuple[str, str], evs: list, since: datetime | None) -> None:
-    pool = pools.get(key[0])
-    if pool is not None:                 # seat events of a pool created after K cannot exist
-        pool.intervals.extend(seat_intervals(key[1], evs, since))
+_GROUP = itemgetter(4, 5)                # pool_id, user_id of a seat row
 
 
 def seat_intervals(user_id: str, events: list[tuple], since: datetime | None = None) -> list[SeatInterval]:
@@ -178,7 +210,14 @@ def seat_intervals(user_id: str, events: list[tuple], since: datetime | None = N
     `since` on, overage ranks included, is the one every piece would give."""
     if len(events) > 1:
         events = sorted(events, key=lambda e: (e[0], e[1]))
-    out = []
+    return [SeatInterval(*piece) for piece in holding_pieces(user_id, events, since, [])]
+
+
+def holding_pieces(user_id: str, events, since, out: list) -> list:
+    """The walk behind seat_intervals: appends (user_id, start, end, state, reason, seq of the
+    assignment) per piece to `out` (returned), from events already in (effective instant, seq) order,
+    each indexed [0] effective instant, [1] seq, [2] kind, [3] reason (tuples, or database rows with
+    more columns). Instants are anything ordered (datetimes, integer microseconds), `since` alike."""
     held = False
     began = start = None
     state = "active"
@@ -190,13 +229,14 @@ def seat_intervals(user_id: str, events: list[tuple], since: datetime | None = N
         nonlocal kept
         if since is not None and end is not None and end <= since:
             return
-        out.append(SeatInterval(user_id, start if kept or since is None else began, end, state, reason, aseq))
+        out.append((user_id, start if kept or since is None else began, end, state, reason, aseq))
         kept = True
 
-    for eff, seq, k, reason in events:
+    for ev in events:
+        k, eff = ev[2], ev[0]
         if k == 0:
             if not held:
-                held, began, start, state, label, aseq, kept = True, eff, eff, "active", "assigned", seq, False
+                held, began, start, state, label, aseq, kept = True, eff, eff, "active", "assigned", ev[1], False
         elif not held:
             continue                     # nothing to act on (e.g. superseded by a correction)
         elif k == 1:
@@ -208,11 +248,46 @@ def seat_intervals(user_id: str, events: list[tuple], since: datetime | None = N
                 piece(eff, label + "; resumed")
                 start, state, label = eff, "active", "resumed"
         else:
-            piece(eff, f"{label}; released: {reason}" if k == 3 else f"{label}; expired")
+            piece(eff, f"{label}; released: {ev[3]}" if k == 3 else f"{label}; expired")
             held = False
     if held:
         piece(None, label)
     return out
+
+
+async def invoice_by_replay(store, tenant: str, period, known_at: int | None = None):
+    """The same invoice the naive way - the benchmark's baseline and the tests' reference: every event
+    of the tenant up to `known_at` (default: all) through the generic read path (EventStore.read_tenant:
+    full rows, envelopes opened, pydantic models through the registry), pool events folded with
+    `evolve`, each (pool, user)'s seat events walked whole (no period pruning, no narrow copy) into
+    SeatInterval objects, then the engine. Returns (invoice, events read)."""
+    from projections.billing import build_invoice
+    kinds = {name: i for i, name in enumerate(_KIND_NAMES)}
+    states: dict[str, PoolState] = {}
+    per_user: dict[tuple[str, str], list] = {}
+    after, n = 0, 0
+    while known_at is None or after < known_at:
+        page = await store.read_tenant(tenant, after, 20_000)
+        page = [e for e in page if known_at is None or e.seq <= known_at]
+        if not page:
+            break
+        for e in page:
+            after, n = e.seq, n + 1
+            ev = e.decoded()                 # every event, as a generic consumer would
+            if not e.stream.startswith("pool-") or (e.type not in kinds and e.type not in POOL_TYPES):
+                continue
+            if e.type in POOL_TYPES:
+                states[ev.pool_id] = evolve(states.get(ev.pool_id), ev, e.effective_at)
+            elif e.effective_at < period.end:
+                per_user.setdefault((ev.pool_id, ev.user_id), []).append(
+                    (e.effective_at, e.seq, kinds[e.type], getattr(ev, "reason", None)))
+    intervals: dict[str, list[SeatInterval]] = {pid: [] for pid in states}
+    for (pid, uid), evs in per_user.items():
+        if pid in intervals:             # as in load_source: no seat without its pool
+            intervals[pid].extend(seat_intervals(uid, evs))
+    invoice = build_invoice(tenant, period, [(states[pid].terms, intervals[pid]) for pid in sorted(states)],
+                            known_at=after if known_at is None else known_at)
+    return invoice, n
 
 
 async def changes_between(conn, tenant: str, k1: int, k2: int, until: datetime | None = None) -> list[dict]:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ledger.licences import Terms
 from projections import billing
 from projections.billing import (
-    Period, SeatInterval, bill_pool, build_invoice, canonical_bytes, compare_bills, invoice_document,
+    MicroIntervals, Period, SeatInterval, bill_pool, build_invoice, canonical_bytes, compare_bills, invoice_document,
     invoice_hash, month_period, naive_amount, naive_breakdown, round_half_even, to_csv,
 )
 
@@ -220,6 +220,28 @@ def test_csv_rows_add_up_to_the_pool_totals():
     assert inv.totals_by_currency == {"EUR": inv.pools[0].total, "USD": inv.pools[1].total}
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=6), st.text(max_size=6)), min_size=1, max_size=6),
+       st.text(min_size=1, max_size=5), st.text(min_size=1, max_size=4))
+def test_csv_is_exactly_what_csv_writer_writes(users, pool_id, currency):
+    """to_csv formats rows itself and quotes only the text cells (ids, reasons): the bytes are those of
+    csv.writer on every cell, whatever characters the text holds (commas, quotes, CR, LF, spaces...)."""
+    ivs = [iv(uid, u(2026, 11, 1 + i), None, "active", reason, i) for i, (uid, reason) in enumerate(dict(users).items())]
+    usage = terms(pool=pool_id, currency=currency)                         # lines carry the reasons
+    committed = terms(pool=pool_id + "'", currency=currency, mode="committed", seats=1, over=4500)
+    inv = build_invoice("t", NOV, [(usage, ivs), (committed, ivs)])
+    assert {x.kind for b in inv.pools for x in b.lines} >= {"usage", "commitment"}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(billing.CSV_COLUMNS)
+    for b in inv.pools:
+        for x in b.lines:
+            w.writerow((b.pool_id, b.currency, x.kind, x.user_id or "", x.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        x.end.strftime("%Y-%m-%dT%H:%M:%SZ"), x.seconds, x.seats, x.unit_price_minor,
+                        billing._frac(x.exact), str(x.amount), x.rule, x.reason))
+    assert to_csv(inv) == buf.getvalue()
+
+
 def test_no_floats_anywhere():
     inv = _invoice()
 
@@ -351,6 +373,44 @@ def test_nothing_is_billed_outside_the_term(h):
     t.term_start, t.term_end = period.start - timedelta(days=2), period.start
     out = bill_pool(t, ivs, period)
     assert (out.lines, out.total, out.seat_seconds, out.peak_seats) == ((), 0, 0, 0)
+
+
+@FAST
+@given(histories(), st.lists(st.integers(0, 999_999), min_size=1, max_size=8))
+def test_micro_intervals_bill_exactly_like_seat_intervals(h, micros):
+    """The form a source hands over (integer microseconds, no object per interval) gives the same bill,
+    sub-second instants included."""
+    t, ivs, period = h
+    jittered = []
+    for i, x in enumerate(ivs):
+        start = x.start + timedelta(microseconds=micros[i % len(micros)])
+        end = x.end and x.end + timedelta(microseconds=micros[(i + 1) % len(micros)])
+        if end is None or end >= start:
+            jittered.append(dataclasses.replace(x, start=start, end=end))
+    ivs = jittered
+
+    def us(d):
+        return (d - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    micro = MicroIntervals((x.user_id, us(x.start), x.end and us(x.end), x.state, x.reason, x.seq) for x in ivs)
+    try:
+        want = bill_pool(t, ivs, period)
+    except ValueError:                   # the jitter made one user's intervals overlap: refused both ways
+        with pytest.raises(ValueError):
+            bill_pool(t, micro, period)
+        return
+    assert bill_pool(t, micro, period) == want
+
+
+@given(st.integers(-10**30, 10**30), st.integers(1, 10**18))
+def test_integer_half_even_equals_decimal_half_even(n, d):
+    """The engine rounds with integers (divmod); Decimal's ROUND_HALF_EVEN of the exact quotient agrees."""
+    from decimal import ROUND_HALF_EVEN, localcontext
+    with localcontext() as ctx:
+        # 80 digits: |n/d| < 10^31, so the quotient is off by < 10^-49, while a quotient that is not
+        # exactly a half is at least 1/(2d) >= 5 x 10^-19 away from one: the rounding cannot differ
+        ctx.prec = 80
+        want = (Decimal(n) / Decimal(d)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    assert round_half_even(Fraction(n, d)) == want
 
 
 def test_sub_second_instants_are_floored():
