@@ -101,6 +101,9 @@ class _Item:
     replayed: bool = False
 
 
+_LINGER_TURNS = 4
+
+
 class _Session:
     """A writer's connection while it has work. Between batches it sits in a transaction that the
     previous batch's commit opened (`COMMIT; BEGIN` is one round trip, not two), so the next batch
@@ -203,8 +206,12 @@ class CommandBus:
             while True:
                 while q:
                     await self._next_batch(tenant, q, session)
-                    if not q:
-                        # the callers just answered resubmit on this turn of the loop
+                    # Callers just answered often submit again at once (a caller is woken a few turns
+                    # of the loop after its future is set): wait those turns before going idle, which
+                    # would cost a ROLLBACK now and a BEGIN for the next batch.
+                    for _ in range(_LINGER_TURNS):
+                        if q:
+                            break
                         await asyncio.sleep(0)
                 await session.release()
                 if not q:       # nothing arrived meanwhile (no await between here and the end)
