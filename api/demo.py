@@ -145,6 +145,7 @@ the past and the ledger:
   curl {h('auditor')} '{base}/v1/{t}/history/pools/analytics-trial/holders?asOf={before}&knownAt={before}'   # before the correction
   curl {h('auditor')} '{base}/v1/{t}/history/pools/analytics-trial/holders?asOf={before}'   # the same instant, after the correction
   curl {h('auditor')} '{base}/v1/{t}/history/users/{ada}?asOf={before}'
+  curl {h('auditor')} '{base}/scim/v2/{t}/Users/{ada}?asOf={before}'   # the SCIM User as it was then
   curl {h('auditor')} {base}/v1/{t}/audit/head          # signed head
   curl {h('auditor')} '{base}/v1/{t}/audit/export?format=jsonl' > demo.jsonl && python scripts/verify_export.py demo.jsonl
   curl {h('billing')} '{base}/v1/{t}/billing?period={datetime.now(timezone.utc).strftime('%Y-%m')}'

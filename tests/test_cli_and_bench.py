@@ -86,6 +86,7 @@ def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **cli_env})
     printed: list[str] = []
+    checked: set[str] = set()
     try:
         for _ in range(100):
             try:
@@ -97,17 +98,23 @@ def test_demo_serves_and_prints_how_to_reach_it(cli_env, tmp_path):
         else:
             raise AssertionError("demo did not come up")
         # the printed history queries answer, before and after the correction
-        while not any("after the correction" in line for line in printed):
+        while not any("# the SCIM User as it was then" in line for line in printed):
             line = proc.stdout.readline()
             assert line, "the demo stopped printing before its history queries"
             printed.append(line)
         for line in printed:
-            if "# before the correction" in line or "# the same instant, after the correction" in line:
+            for marker, key in (("# before the correction", "holders"),
+                                ("# the same instant, after the correction", "holders"),
+                                ("# the SCIM User as it was then", "userName")):
+                if marker not in line:
+                    continue
                 token = re.search(r"Bearer (slt_[^']+)'", line).group(1)
                 url = re.search(r"'(http://[^']+)'", line).group(1)
                 req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
                 with urllib.request.urlopen(req, timeout=10) as r:
-                    assert r.status == 200 and "holders" in json.loads(r.read())
+                    assert r.status == 200 and key in json.loads(r.read()), line
+                checked.add(marker)
+        assert len(checked) == 3, checked
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
