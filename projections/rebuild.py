@@ -12,17 +12,26 @@ How: the events up to the head H0 are read in sequence pages of canonical bytes,
 (projections/rebuild_read.py; stored events are trusted - no chain or model validation: seat events
 are folded from their raw data, directory events as stored) and folded in memory, with a progress bar.
 Then each table is compared with the live one in SQL and the differing rows swapped in one
-transaction (projections/rebuild_compare.py: rows COPYed aside, an order-free digest per table,
-every differing row reported by key, only those rows rewritten - nothing half-built is visible):
-* licence and directory tables (written inline by the command bus): under the tenant lock
-  (`lock_head`, appends wait), the events after H0 are folded first;
-* temporal tables (a catch-up projection): under the temporal lock, the live tables are caught up to
-  the head first and the rebuild is fed the same tail; the checkpoint is set to that head.
+transaction (projections/rebuild_compare.py: rows COPYed aside in key order, an order-free digest per
+table, every differing row reported by key, only those rows rewritten - nothing half-built is visible).
+The two groups run at once on two connections (PostgreSQL's COPY and index work for one overlaps the
+Python building the other's rows):
+* licence and directory tables (written inline by the command bus): their rows as of H0 are COPYed
+  aside without any lock; then, under the tenant lock (`lock_head`, appends wait), the events after
+  H0 are folded and only the rows of the pools and resources they touch are restaged (all of the
+  directory after an extension or an erasure), and each table is compared and swapped. Appends wait
+  for that tail and the compare, not for the fold or the COPY - except on a first build (the live
+  tables empty), whose swap is a bulk load anyway and runs beside the temporal group;
+* temporal tables (a catch-up projection): their rows as of H0 are COPYed aside without a lock; then,
+  under the temporal lock, the live tables are caught up to the head first (unless never projected
+  or far behind), the rebuild is fed the same tail and the pairs it touches are restaged, and the
+  checkpoint is set to that head.
 No write is lost: whatever commits after the swap is folded by the write path (inline tables) or by
 the next catch-up (temporal tables).
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from dataclasses import dataclass, field
@@ -35,7 +44,8 @@ from ledger.store import lock_head
 from projections import temporal as tp
 from projections import rebuild_directory as rd
 from projections import rebuild_licences as rl
-from projections.rebuild_compare import MAX_REPORTED, Table, TableReport, compare_swap  # noqa: F401
+from projections.rebuild_compare import (MAX_REPORTED, Table, TableReport, compare_staged,  # noqa: F401
+                                         compare_swap, restage, stage)
 from projections.rebuild_licences import LicenceFold  # noqa: F401  (the lean fold's test imports it here)
 from projections.rebuild_read import from_micros, pages, read_page
 
@@ -119,32 +129,93 @@ TEMPORAL_TABLES = (
 )
 
 
-async def _temporal_group(conn, tenant: str, f: _Folds, after: int, check: bool,
-                          phases: dict[str, float]) -> list[TableReport]:
-    t0 = time.perf_counter()
-    w = f.temporal
-    await tp.lock(conn, tenant)
-    if await tp._checkpoint(conn, tenant) >= after:
-        head = await tp.catch_up_locked(conn, tenant)    # live up to the head first (just the tail)
+CATCH_UP_LAG = 100_000      # events the live temporal tables may lag and be caught up before the compare
+
+
+async def _temporal_tx(pool: asyncpg.Pool, tenant: str, f: _Folds, after: int, check: bool,
+                      phases: dict[str, float]) -> list[TableReport]:
+    """The temporal group: its rows as of H0 put aside without a lock, then under the temporal lock
+    the live tables caught up, the tail fed, the pairs it touches restaged, and each table compared
+    and swapped (catch-up and the queries that wait for it are held for that part only). On a first
+    build (no live row) the rows go straight into the live tables under the lock instead: nothing
+    to compare, and one bulk load in key order rather than two."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            t0 = time.perf_counter()
+            w = f.temporal
+            for us, s in f.marks.items():
+                w.mark(s, from_micros(us))
+            if not check and not await conn.fetchval(_TEMPORAL_FILLED, tenant):
+                await tp.lock(conn, tenant)
+                t1 = time.perf_counter()
+                head = await _catch_up_live(conn, tenant, w, after)
+                reports = [await compare_swap(conn, tenant, t, rows, check=check)
+                           for t, rows in zip(TEMPORAL_TABLES, _temporal_records(tenant, w))]
+            else:
+                for t, rows in zip(TEMPORAL_TABLES, _temporal_records(tenant, w)):
+                    await stage(conn, t, rows)
+                t1 = time.perf_counter()
+                await tp.lock(conn, tenant)
+                head = await _restage_tail(conn, tenant, w, after)
+                reports = [await compare_staged(conn, tenant, t, check=check) for t in TEMPORAL_TABLES]
+            if not check:
+                await tp.set_checkpoint(conn, tenant, head)
+            phases["temporal_rows_stage"] = t1 - t0
+        phases["temporal_locked"] = time.perf_counter() - t1       # until the commit
+    return reports
+
+
+_TEMPORAL_FILLED = "SELECT EXISTS (SELECT 1 FROM seat_intervals WHERE tenant_id = $1)"
+
+
+def _temporal_records(tenant: str, w: tp.Writer):
+    """The rows of TEMPORAL_TABLES, in that order (one table's at a time: they are not all kept)."""
+    yield w.inserts()
+    yield w.pair_rows()
+    yield w.pools
+    yield w.changes
+    yield [(tenant, s, at) for at, s in w.marks.items()]
+
+
+async def _catch_up_live(conn, tenant: str, w: tp.Writer, after: int) -> int:
+    """Holding the temporal lock: the live tables caught up, the rebuild fed the tail; the head."""
+    cp = await tp._checkpoint(conn, tenant)
+    if cp >= after or (cp > 0 and after - cp <= CATCH_UP_LAG):
+        # live up to the head first (the tail, or a lag of the background catch-up: behind is not wrong)
+        head = await tp.catch_up_locked(conn, tenant)
     else:
-        # the live tables are behind the rebuild (never projected, or far behind): compared as they
-        # are, and replaced unless check; catching them up first would fold the ledger twice
+        # the live tables are far behind the rebuild (or never projected): compared as they are, and
+        # replaced unless check; catching them up first would fold the ledger twice
         head = await conn.fetchval("SELECT seq FROM tenant_heads WHERE tenant_id = $1", tenant) or 0
     if after < head:
         await tp.feed(conn, w, await conn.fetch(tp._POOL_EVENTS, tenant, after, head))
-    for us, s in f.marks.items():
-        w.mark(s, from_micros(us))
-    for s, at in await tp.marks_between(conn, tenant, after, head):
-        w.mark(s, at)
-    records = {"seat_intervals": w.inserts(), "temporal_pairs": w.pair_rows(), "temporal_pools": w.pools,
-               "temporal_pool_changes": w.changes,
-               "temporal_marks": [(tenant, s, at) for at, s in w.marks.items()]}
-    phases["temporal_rows"] = time.perf_counter() - t0
-    reports = [await compare_swap(conn, tenant, t, records[t.name], check=check) for t in TEMPORAL_TABLES]
-    if not check:
-        await tp.set_checkpoint(conn, tenant, head)
-    phases["temporal_compare_swap"] = time.perf_counter() - t0 - phases["temporal_rows"]
-    return reports
+        for s, at in await tp.marks_between(conn, tenant, after, head):
+            w.mark(s, at)
+    return head
+
+
+async def _restage_tail(conn, tenant: str, w: tp.Writer, after: int) -> int:
+    """`_catch_up_live`, then the staged rows the tail changed replaced: rows that stop being believed
+    join `finished` (append-only), the touched pairs' believed rows (known still open) and pair rows
+    are replaced, new pools / changes appended, the marks of the tail's recorded times replaced."""
+    finished, n_pools, n_changes, n_marks = len(w.finished), len(w.pools), len(w.changes), dict(w.marks)
+    w.touched = {}
+    head = await _catch_up_live(conn, tenant, w, after)
+    if not w.touched and len(w.pools) == n_pools and len(w.changes) == n_changes and w.marks == n_marks:
+        return head
+    t = {x.name: x for x in TEMPORAL_TABLES}
+    ps, us = [p.pool_id for p in w.touched.values()], [p.user_id for p in w.touched.values()]
+    pairs = "unnest($1::text[], $2::text[]) AS k(p, u) WHERE s.pool_id = k.p AND s.user_id = k.u"
+    await conn.execute(f"DELETE FROM rb_seat_intervals s USING {pairs} AND upper_inf(s.known)", ps, us)
+    await restage(conn, t["seat_intervals"], None, [], w.finished[finished:] + w.believed())
+    await conn.execute(f"DELETE FROM rb_temporal_pairs s USING {pairs}", ps, us)
+    await restage(conn, t["temporal_pairs"], None, [], w.pair_rows())
+    times = [at for at, s in w.marks.items() if n_marks.get(at) != s]
+    await restage(conn, t["temporal_marks"], "recorded_at = ANY($1::timestamptz[])", [times],
+                  [(tenant, w.marks[at], at) for at in times])
+    await restage(conn, t["temporal_pools"], None, [], w.pools[n_pools:])
+    await restage(conn, t["temporal_pool_changes"], None, [], w.changes[n_changes:])
+    return head
 
 
 # ---- driver -----------------------------------------------------------------------------------------
@@ -195,24 +266,100 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
         finally:
             if bar:
                 bar.stop()
-        report = Report(tenant, n, h0, 0.0, swapped=False)
-        report.phases["fold"] = time.perf_counter() - t0
-        async with conn.transaction():
+    report = Report(tenant, n, h0, 0.0, swapped=False)
+    report.phases["fold"] = time.perf_counter() - t0
+    # the two groups on two connections: one's COPYs and index work in PostgreSQL overlap the other's
+    # rows being built in Python. The tenant lock is taken once nothing else is in flight (appends
+    # wait only for the tail and the compare), except on a first build (BULK_LOAD rows or more for
+    # an empty live table): that swap is a bulk load whose index work is long anyway, and it
+    # overlaps the temporal group.
+    concurrent = pool.get_max_size() > 1
+    temporal = [] if concurrent else await _temporal_tx(pool, tenant, f, h0, check, report.phases)
+    async with pool.acquire() as conn:
+        empty = {r["t"] for r in await conn.fetch(_EMPTY_TABLES, tenant)}
+
+        async def inline(overlap: bool):
+            staged = await _stage_inline(conn, tenant, f, report.phases)
+            if overlap and any(staged[t] >= BULK_LOAD for t in empty):
+                await locked()
+
+        locked_at: list[float] = []
+
+        async def locked():
+            locked_at.append(time.perf_counter())
             head = await lock_head(conn, tenant)
-            tail = await read_page(conn, tenant, h0, head.seq)
-            await _missing_keys(conn, tenant, f, tail)
-            await _fold(conn, f, tail, temporal=False)
-            tables = {**f.licences.records(tenant), **f.directory.tables()}
-            report.phases["inline_rows"] = time.perf_counter() - t0 - report.phases["fold"]
-            for t in (*rl.TABLES, *rd.TABLES):
-                report.tables.append(await compare_swap(conn, tenant, t, tables[t.name], check=check))
+            report.tables = await _swap_inline(conn, tenant, f, h0, head.seq, check)
             report.head = head.seq
-        report.phases["inline_compare_swap"] = time.perf_counter() - t0 - sum(report.phases.values())
+
         async with conn.transaction():
-            report.tables += await _temporal_group(conn, tenant, f, h0, check, report.phases)
+            if concurrent:
+                _, temporal = await asyncio.gather(inline(not check),
+                                                   _temporal_tx(pool, tenant, f, h0, check, report.phases))
+            else:
+                await inline(False)
+            if not locked_at:
+                await locked()
+        report.phases["inline_locked"] = time.perf_counter() - locked_at[0]      # until the commit
+    report.tables += temporal
     report.seconds = time.perf_counter() - t0
     report.swapped = not check and not report.ok
     return report
+
+
+# ---- the inline group (licence and directory tables) ---------------------------------------------------
+
+_INLINE = {t.name: t for t in (*rl.TABLES, *rd.TABLES)}
+# the inline tables with no live row for the tenant
+_EMPTY_TABLES = " UNION ALL ".join(f"SELECT '{t}' AS t WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE tenant_id = $1)"
+                                   for t in _INLINE)
+BULK_LOAD = 10_000      # rows into an empty live table: a swap long anyway, overlapped with the temporal group
+
+
+async def _stage_inline(conn, tenant: str, f: _Folds, phases: dict[str, float]) -> dict[str, int]:
+    """The inline tables as of H0 put aside (no lock: appends go on meanwhile); rows per table."""
+    t0 = time.perf_counter()
+    rows = {**f.licences.records(tenant), **f.directory.tables()}
+    phases["inline_rows"] = time.perf_counter() - t0
+    staged = {}
+    for name, t in _INLINE.items():
+        staged[name] = len(rows[name])
+        await stage(conn, t, rows.pop(name))
+    phases["inline_stage"] = time.perf_counter() - t0 - phases["inline_rows"]
+    return staged
+
+
+async def _swap_inline(conn, tenant: str, f: _Folds, h0: int, head: int, check: bool) -> list[TableReport]:
+    """Under the tenant lock: the events after H0 folded and their rows restaged (only the pools and
+    resources they touch), then each table compared and swapped."""
+    tail = await read_page(conn, tenant, h0, head)
+    if tail:
+        pools, ids, whole = set(), set(), False
+        for e in tail:
+            s, d = e["stream"], e["data"]
+            if s.startswith("pool-"):
+                pools.add(s[5:])
+            elif s.startswith(("user-", "group-")):
+                ids.add(s.split("-", 1)[1])
+                ids.update(v for k in ("user_id", "group_id") if isinstance(v := d.get(k), str))
+            elif s.startswith(("scim-extension-", "erasure-")):
+                whole = True            # schemas or erased documents: every resource may change
+        await _missing_keys(conn, tenant, f, tail)
+        await _fold(conn, f, tail, temporal=False)
+        lic = f.licences.records(tenant, pools)
+        await restage(conn, _INLINE["licence_pools"], "pool_id = ANY($1::text[])", [list(pools)], lic["licence_pools"])
+        await restage(conn, _INLINE["licence_seats"], "pool_id = ANY($1::text[])", [list(pools)], lic["licence_seats"])
+        for name in ("licence_products", "licence_rules", "licence_admin_grants"):     # small tables
+            await stage(conn, _INLINE[name], lic[name])
+        if whole:
+            for name, rows in f.directory.tables().items():
+                await stage(conn, _INLINE[name], rows)
+        else:
+            d = f.directory.tables(ids)
+            await restage(conn, _INLINE["scim_resources"], "id = ANY($1::text[])", [list(ids)], d["scim_resources"])
+            await restage(conn, _INLINE["group_members"], "group_id = ANY($1::text[]) OR member_id = ANY($1::text[])",
+                          [list(ids)], d["group_members"])
+            await stage(conn, _INLINE["scim_extensions"], d["scim_extensions"])
+    return [await compare_staged(conn, tenant, t, check=check) for t in _INLINE.values()]
 
 
 async def tenants(pool: asyncpg.Pool) -> list[str]:

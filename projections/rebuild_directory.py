@@ -196,13 +196,15 @@ class DirectoryFold:
 
     # ---- rows ----------------------------------------------------------------------------------
 
-    def tables(self) -> dict[str, list[tuple]]:
+    def tables(self, ids: set[str] | None = None) -> dict[str, list[tuple]]:
+        """table -> rows; `ids`: only the rows of those resources (scim_resources; group_members where
+        the group or the member is one of them) - a refolded tail's scope."""
         t = self.tenant
         rss = self.schemas()
         decimal = {k: _has_decimal(a for s in (rs.schema, *[x for x, _ in rs.extensions]) for a in s.attributes)
                    for k, rs in rss.items()} if self.extensions else {}
         resources = []
-        for rid, r in self.res.items():
+        for rid, r in (self.res.items() if ids is None else ((i, self.res[i]) for i in ids if i in self.res)):
             doc = r.doc
             if r.type == "User" and rid in self.erased:
                 doc = erased_doc(doc)
@@ -212,7 +214,7 @@ class DirectoryFold:
             resources.append((t, rid, r.type, _dumps(full), _dumps(casefold_doc(full, rss[r.type])), r.version,
                               r.created, r.modified))
         members = [(t, g, m, mt) for g, ms in self.members.items() if g in self.res
-                   for m, mt in ms.items() if m in self.res]
+                   for m, mt in ms.items() if m in self.res and (ids is None or g in ids or m in ids)]
         exts = [(t, sid, rt, req, _dumps(defn), at, seq) for sid, (rt, req, defn, at, seq) in self.extensions.items()]
         return {"scim_resources": resources, "group_members": members, "scim_extensions": exts}
 

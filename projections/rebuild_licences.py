@@ -91,16 +91,17 @@ class LicenceFold:
                 "licence_rules": {k: v for k, v in self.rules.items()},
                 "licence_admin_grants": {k: () for k in self.admin}}
 
-
-    def records(self, tenant: str) -> dict[str, list[tuple]]:
-        """table -> rows as the live projection stores them (tenant, keys, values)."""
-        pools, seats = [], []
+    def records(self, tenant: str, pools: set[str] | None = None) -> dict[str, list[tuple]]:
+        """table -> rows as the live projection stores them (tenant, keys, values); `pools`: only
+        the rows of those pools (licence_pools, licence_seats - a refolded tail's scope)."""
+        rows, seats = [], []
         for pid, p in self.pools.items():
-            pools.append((tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count()))
-            for uid, s in p.seats.items():
-                seats.append((tenant, pid, uid, s.state, sorted(s.grants), s.priority, s.since, s.requested_at,
-                              s.overage, s.suspended_until, s.order))
-        return {"licence_pools": pools, "licence_seats": seats,
+            if pools is not None and pid not in pools:
+                continue
+            rows.append((tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count()))
+            seats += [(tenant, pid, uid, s.state, sorted(s.grants), s.priority, s.since, s.requested_at,
+                       s.overage, s.suspended_until, s.order) for uid, s in p.seats.items()]
+        return {"licence_pools": rows, "licence_seats": seats,
                 "licence_products": [(tenant, k, v) for k, v in self.products.items()],
                 "licence_rules": [(tenant, *k, *v) for k, v in self.rules.items()],
                 "licence_admin_grants": [(tenant, *k) for k in self.admin]}

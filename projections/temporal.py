@@ -26,9 +26,9 @@ change for a seat a correction already ended) changes nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, NamedTuple
 
 import asyncpg
 import orjson
@@ -54,8 +54,8 @@ INTERVAL_COLUMNS = ("tenant_id", "pool_id", "product_id", "user_id", "state", "g
 
 # ---- the pure part: a pair's timeline --------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Interval:
+class Interval(NamedTuple):
+    """A state of a pair's seat over valid time (a named tuple: a rebuild makes millions)."""
     valid_from: datetime
     valid_to: datetime | None          # None: open-ended
     state: str
@@ -100,7 +100,7 @@ def _step(ivs: list[Interval], seat: Seat | None, new: Seat | None, seq: int, ef
     if seat is not None:
         last = ivs.pop()
         if eff > last.valid_from:         # a state that lasted no time is dropped
-            ivs.append(replace(last, valid_to=eff, closed_seq=seq, closed_type=typ, closed_reason=reason))
+            ivs.append(last._replace(valid_to=eff, closed_seq=seq, closed_type=typ, closed_reason=reason))
     if new is not None:
         ivs.append(Interval(eff, None, *new_key, seq, typ))
     return True
@@ -223,10 +223,13 @@ class Writer:
         self.events = 0
 
     def _record(self, pair: Pair, iv: Interval, known_from: int, known_to: int | None) -> tuple:
+        # ranges as asyncpg's tuple forms where they mean [lower, upper) - (lower,) is [lower, inf) and
+        # int8range [a, b - 1] is [a, b) - cheaper to make and to encode than Range objects
         return (self.tenant, pair.pool_id, self.products.get(pair.pool_id, ""), pair.user_id, iv.state,
-                list(iv.grants), iv.priority, iv.overage, iv.suspended_until,
+                iv.grants, iv.priority, iv.overage, iv.suspended_until,
+                (iv.valid_from,) if iv.valid_to is None else
                 Range(iv.valid_from, iv.valid_to, lower_inc=True, upper_inc=False),
-                Range(known_from, known_to, lower_inc=True, upper_inc=False),
+                (known_from,) if known_to is None else (known_from, known_to - 1),
                 iv.opened_seq, iv.opened_type, iv.closed_seq, iv.closed_type, iv.closed_reason)
 
     def _close(self, pair: Pair, row: Row, seq: int) -> None:
@@ -278,7 +281,7 @@ class Writer:
                     row = p.rows.pop()
                     self._close(p, row, seq)
                     if eff > row.iv.valid_from:
-                        p.rows.append(Row(replace(row.iv, valid_to=eff, closed_seq=seq, closed_type=typ,
+                        p.rows.append(Row(row.iv._replace(valid_to=eff, closed_seq=seq, closed_type=typ,
                                                   closed_reason=_reason(ev)), seq, False))
                 if new is not None:
                     p.rows.append(Row(Interval(eff, None, *_key(new), seq, typ), seq, False))
@@ -317,8 +320,8 @@ class Writer:
             self.last_seq = seq
         self.touched[k] = p
         seat = p.seat
-        old = None if seat is None else (seat.state, tuple(sorted(seat.grants)), seat.priority, seat.overage,
-                                         seat.suspended_until)
+        # `_key(seat)`: the open row's state fields, which are made from it (no grants sorted again)
+        old = None if seat is None else p.rows[-1].iv[2:7]
         new = lean_key(old, typ, d)
         if new != old:
             if seat is not None:
@@ -339,12 +342,12 @@ class Writer:
         return True
 
     def inserts(self) -> list[tuple]:
-        out = list(self.finished)
-        for p in self.touched.values():
-            for r in p.rows:
-                if not r.stored:
-                    out.append(self._record(p, r.iv, r.known_from, None))
-        return out
+        return self.finished + self.believed()
+
+    def believed(self) -> list[tuple]:
+        """The new rows of the touched pairs still believed (known open-ended)."""
+        return [self._record(p, r.iv, r.known_from, None) for p in self.touched.values() for r in p.rows
+                if not r.stored]
 
     def pair_rows(self) -> list[tuple]:
         return [(self.tenant, p.pool_id, p.user_id, p.seqs, p.last_eff) for p in self.touched.values()]

@@ -126,3 +126,47 @@ async def test_erased_user_rebuilds_without_personal_data(bus, store, app_pool, 
                                                tenant, ids["ann"]))
     assert "userName" not in doc and "name" not in doc and "emails" not in doc and doc["active"] is False
     assert "title" not in doc and doc[ENT] == {"department": "Ops"} and doc["schemas"] == [USER, ENT]
+
+
+async def test_directory_writes_made_meanwhile_are_refolded_under_the_lock(bus, store, app_pool, pg_pool, tenant):
+    """The tables are staged as of the head read first; what commits before the lock (memberships, a
+    deleted member of an untouched group, an update, a new user) is refolded for just the resources it
+    touches, and a row corrupted before is still named and repaired."""
+    import projections.rebuild as rb
+    ids = {k: _id() for k in ("ann", "bob", "cat", "dan", "eng", "ops")}
+    for k in ("ann", "bob", "cat"):
+        await bus.execute(tenant, CreateUser(ids[k], _user(f"{k}@x.com")))
+    await bus.execute(tenant, CreateGroup(ids["eng"], normalize({"schemas": [GROUP], "displayName": "Eng", "members": [
+        {"value": ids["ann"]}, {"value": ids["bob"]}]}, GROUP_RS)))
+    await bus.execute(tenant, CreateGroup(ids["ops"], normalize({"schemas": [GROUP], "displayName": "Ops", "members": [
+        {"value": ids["bob"]}, {"value": ids["cat"]}]}, GROUP_RS)))
+    async with pg_pool.acquire() as conn:
+        await conn.execute("UPDATE scim_resources SET doc = jsonb_set(doc, '{displayName}', '\"Mallory\"') "
+                           "WHERE tenant_id = $1 AND id = $2", tenant, ids["ann"])
+    await tp.ensure_current(bus.pool, tenant)        # only the directory is at stake
+    real = rb.lock_head
+
+    async def write_then_lock(conn, t):
+        await bus.execute(tenant, PatchGroup(ids["eng"], [
+            {"op": "add", "path": "members", "value": [{"value": ids["cat"]}]},
+            {"op": "remove", "path": f'members[value eq "{ids["ann"]}"]'}]))
+        await bus.execute(tenant, DeleteUser(ids["bob"]))         # also leaves `ops`, which nothing else touches
+        await bus.execute(tenant, PatchUser(ids["cat"], [{"op": "add", "path": "displayName", "value": "Cat"}]))
+        await bus.execute(tenant, CreateUser(ids["dan"], _user("dan@x.com")))
+        return await real(conn, t)
+
+    rb.lock_head = write_then_lock
+    try:
+        rep = await rebuild_tenant(app_pool, tenant)
+    finally:
+        rb.lock_head = real
+    bad = {t.table: t for t in rep.tables if not t.ok}
+    assert set(bad) == {"scim_resources"} and rep.swapped and rep.head > rep.events
+    assert [d["key"] for d in bad["scim_resources"].differences] == [{"id": ids["ann"]}]
+    assert (await rebuild_tenant(app_pool, tenant, check=True)).ok
+    async with pg_pool.acquire() as conn:
+        members = await conn.fetch("SELECT group_id, member_id FROM group_members WHERE tenant_id = $1", tenant)
+        names = await conn.fetchval("SELECT count(*) FROM scim_resources WHERE tenant_id = $1", tenant)
+    assert sorted((r["group_id"], r["member_id"]) for r in members) == sorted(
+        [(ids["eng"], ids["cat"]), (ids["ops"], ids["cat"])])
+    assert names == 5           # ann, cat, dan, eng, ops
