@@ -126,17 +126,40 @@ def rules_from_rows(rows) -> list[Rule]:
             for r in sorted(rows, key=lambda r: (r["pool_id"], r["priority"], r["rule_id"]))]
 
 
+# The whole save as one statement (one round trip in the append transaction): pool rows upserted,
+# seats that ended deleted, changed seats upserted. The deleted and the upserted seats are disjoint
+# (a seat is either gone from the pool or in it), as PostgreSQL requires of one statement's writes.
+# A seat's grants travel as a JSON array (arrays of arrays cannot be unnested row by row).
+_SAVE = """
+WITH p AS (
+  INSERT INTO licence_pools (tenant_id, pool_id, product_id, terms, counter, held)
+  SELECT $1, t.pool_id, t.product_id, t.terms::jsonb, t.counter, t.held
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[]) AS t(pool_id, product_id, terms, counter, held)
+  ON CONFLICT (tenant_id, pool_id) DO UPDATE SET
+    terms = EXCLUDED.terms, counter = EXCLUDED.counter, held = EXCLUDED.held
+), gone AS (
+  DELETE FROM licence_seats s USING unnest($7::text[], $8::text[]) AS g(pool_id, user_id)
+  WHERE s.tenant_id = $1 AND s.pool_id = g.pool_id AND s.user_id = g.user_id
+)
+INSERT INTO licence_seats (tenant_id, pool_id, user_id, state, grants, priority, since, requested_at, overage,
+                           suspended_until, ord)
+SELECT $1, u.pool_id, u.user_id, u.state, ARRAY(SELECT jsonb_array_elements_text(u.grants::jsonb)), u.priority,
+       u.since, u.requested_at, u.overage, u.suspended_until, u.ord
+FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::int[], $14::timestamptz[], $15::timestamptz[],
+            $16::bool[], $17::timestamptz[], $18::bigint[])
+     AS u(pool_id, user_id, state, grants, priority, since, requested_at, overage, suspended_until, ord)
+ON CONFLICT (tenant_id, pool_id, user_id) DO UPDATE SET state = EXCLUDED.state, grants = EXCLUDED.grants,
+  priority = EXCLUDED.priority, since = EXCLUDED.since, requested_at = EXCLUDED.requested_at,
+  overage = EXCLUDED.overage, suspended_until = EXCLUDED.suspended_until, ord = EXCLUDED.ord
+"""
+
+
 async def save_pools(conn, tenant: str, before: dict[str, dict[str, Seat]], pools: dict[str, PoolState],
                      new_pools: set[str] = frozenset()) -> None:
     """Write the difference between the seats loaded (`before`) and the evolved `pools`."""
     if not pools:
         return
-    await conn.executemany(
-        "INSERT INTO licence_pools (tenant_id, pool_id, product_id, terms, counter, held) "
-        "VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (tenant_id, pool_id) DO UPDATE SET "
-        "terms = EXCLUDED.terms, counter = EXCLUDED.counter, held = EXCLUDED.held",
-        [(tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count())
-         for pid, p in pools.items()])
+    prows = [(pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count()) for pid, p in pools.items()]
     gone, upserts = [], []
     for pid, p in pools.items():
         old = before.get(pid, {})
@@ -144,20 +167,12 @@ async def save_pools(conn, tenant: str, before: dict[str, dict[str, Seat]], pool
             gone.append((pid, uid))
         for uid, s in p.seats.items():
             if old.get(uid) != s:
-                upserts.append((tenant, pid, uid, s.state, sorted(s.grants), s.priority, s.since, s.requested_at,
-                                s.overage, s.suspended_until, s.order))
-    if gone:
-        await conn.execute(
-            "DELETE FROM licence_seats s USING unnest($2::text[], $3::text[]) AS g(p, u) "
-            "WHERE s.tenant_id = $1 AND s.pool_id = g.p AND s.user_id = g.u",
-            tenant, [g[0] for g in gone], [g[1] for g in gone])
-    if upserts:
-        await conn.executemany(
-            "INSERT INTO licence_seats (tenant_id, pool_id, user_id, state, grants, priority, since, requested_at, "
-            "overage, suspended_until, ord) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-            "ON CONFLICT (tenant_id, pool_id, user_id) DO UPDATE SET state = EXCLUDED.state, grants = EXCLUDED.grants, "
-            "priority = EXCLUDED.priority, since = EXCLUDED.since, requested_at = EXCLUDED.requested_at, "
-            "overage = EXCLUDED.overage, suspended_until = EXCLUDED.suspended_until, ord = EXCLUDED.ord", upserts)
+                upserts.append((pid, uid, s.state, orjson.dumps(sorted(s.grants)).decode(), s.priority, s.since,
+                                s.requested_at, s.overage, s.suspended_until, s.order))
+    pcols = [list(c) for c in zip(*prows)]
+    gcols = [list(c) for c in zip(*gone)] if gone else [[], []]
+    ucols = [list(c) for c in zip(*upserts)] if upserts else [[] for _ in range(10)]
+    await conn.execute(_SAVE, tenant, *pcols, *gcols, *ucols)
 
 
 async def users_granted(conn, tenant: str, rule: Rule, product_id: str) -> dict[str, bool]:
