@@ -17,6 +17,9 @@ from ledger.store import ConcurrencyError
 from projections.licences import terms_cached
 
 from .app import PRINCIPAL, RUNTIME
+from .entitlement_table import EntitlementTables
+
+ENTITLEMENT_TABLES = web.AppKey("entitlement_tables", EntitlementTables)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -241,26 +244,20 @@ _NO_LICENCE = {"allowed": False, "reason": "no_licence", "pool": None, "since": 
 async def entitlement(request: web.Request) -> web.Response:
     """May this user use the product right now? Compared with the term end and scheduled downsizes
     at read time, so an expiry is effective at its exact instant even before the scheduler ran.
-    The hot path of the licensed application: one statement (asyncpg prepares it once per
-    connection), no per-request imports, orjson."""
+    The hot path of the licensed application: from the tenant's in-memory table while nothing was
+    committed since it was read (api/entitlement_table.py), else one statement (asyncpg prepares it
+    once per connection); no per-request imports, orjson."""
     product = request.query.get("product")
     if not product:
         return _error(400, "product is required", field="product")
     mi = request.match_info
     tenant, who = mi["tenant"], mi["user"]
-    async with request.app[RUNTIME].pool.acquire() as conn:
-        rows = await conn.fetch(_ENTITLEMENT_SQL, tenant, who, product, who.casefold())
-        now = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
+    rows = request.app[ENTITLEMENT_TABLES].rows(tenant, who, product)
+    if rows is None or any(_over(r, now) for r in rows):
+        rows, cut = await _rows_from_database(request, tenant, who, product, now)
+    else:
         cut = {}
-        for r in rows:
-            over = r["held"] - terms_cached(r["terms"]).capacity(now)
-            if over > 0 and r["state"] != "waiting":
-                # a scheduled downsize took effect and the scheduler has not acted yet: the most
-                # recently assigned `over` seats are no longer valid
-                newer = await conn.fetchval(
-                    "SELECT count(*) FROM (SELECT 1 FROM licence_seats WHERE tenant_id = $1 AND pool_id = $2 "
-                    "AND state <> 'waiting' AND ord > $3 LIMIT $4) x", tenant, r["pool_id"], r["ord"], over)
-                cut[r["pool_id"]] = newer < over
     best = None
     for r in rows:
         t = terms_cached(r["terms"])
@@ -284,10 +281,45 @@ async def entitlement(request: web.Request) -> web.Response:
     return _json(best)
 
 
+def _over(r, now: datetime) -> bool:
+    """A held seat in a pool above its capacity now (a downsize the scheduler has not carried out)."""
+    return r["state"] != "waiting" and r["held"] > terms_cached(r["terms"]).capacity(now)
+
+
+async def _rows_from_database(request, tenant: str, who: str, product: str, now: datetime):
+    async with request.app[RUNTIME].pool.acquire() as conn:
+        rows = await conn.fetch(_ENTITLEMENT_SQL, tenant, who, product, who.casefold())
+        cut = {}
+        for r in rows:
+            over = r["held"] - terms_cached(r["terms"]).capacity(now)
+            if over > 0 and r["state"] != "waiting":
+                # a scheduled downsize took effect and the scheduler has not acted yet: the most
+                # recently assigned `over` seats are no longer valid
+                newer = await conn.fetchval(
+                    "SELECT count(*) FROM (SELECT 1 FROM licence_seats WHERE tenant_id = $1 AND pool_id = $2 "
+                    "AND state <> 'waiting' AND ord > $3 LIMIT $4) x", tenant, r["pool_id"], r["ord"], over)
+                cut[r["pool_id"]] = newer < over
+    return rows, cut
+
+
 entitlement.scopes = ("entitlement", "admin")
 
 
 def setup(app: web.Application) -> None:
+    app[ENTITLEMENT_TABLES] = tables = EntitlementTables(app[RUNTIME].pool, None)
+    app[RUNTIME].bus.on_commit.append(tables.committed)
+
+    async def follow_the_ledger(app):
+        from .events_sse import NOTIFIER      # the process's LISTEN connection (started on startup)
+        tables.notifier = app.get(NOTIFIER)
+
+    async def stop(app):
+        if tables.committed in app[RUNTIME].bus.on_commit:
+            app[RUNTIME].bus.on_commit.remove(tables.committed)
+        await tables.close()
+
+    app.on_startup.append(follow_the_ledger)
+    app.on_cleanup.append(stop)
     r = app.router
     base = "/v1/{tenant}"
     r.add_post(base + "/products", _handler(ProductIn, lambda mi, b: la.DefineProduct(b.product_id, b.name)))

@@ -175,6 +175,9 @@ class CommandBus:
         # head we lock still has that seq: nobody (no other process either) appended since.
         self._vcache: dict[str, tuple[int, dict[str, int]]] = {}
         self.batches = 0          # observability: batches committed
+        # called with (tenant, head seq) after each commit that wrote events, before its callers are
+        # answered: in-process read caches drop what they hold (other processes learn by NOTIFY)
+        self.on_commit: list = []
         self.commands = 0
 
     async def execute(self, tenant: str, command, *, metadata: dict | None = None,
@@ -338,7 +341,10 @@ class CommandBus:
             await session.abort()
             raise
         await session.commit()
-        # committed: answer the callers
+        # committed: tell this process's readers first (before any caller can ask), then answer
+        if written.recorded:
+            for fn in self.on_commit:
+                fn(tenant, written.head.seq)
         if len(versions) < 100_000:
             self._vcache[tenant] = (written.head.seq, versions)
         self.batches += 1

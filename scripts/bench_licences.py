@@ -196,7 +196,9 @@ async def entitlement_phase(rt, d, s, base: str, args):
         async with s.get(f"{base}/healthz") as r:
             await r.read()
 
-    await load(200, 16, check)             # correctness and warm-up through aiohttp
+    # correctness, and a warm-up through aiohttp long enough for the service's caches (connections,
+    # prepared statements, the tenant's in-memory entitlement table) to be in place, as in production
+    await load(3000, 16, check)
     if shutil.which("wrk") and not args.quick:
         gen = "wrk, 16 connections, 2 threads"
         lua = (f'local h = {{["Authorization"] = "Bearer {ent["entitlement"]}"}}\n'
