@@ -188,7 +188,8 @@ async def entitlement_phase(rt, d, s, base: str, args):
     names = [f"e{rnd.randrange(args.users)}@bench.example" for _ in range(args.checks)]
 
     async def check(i):
-        async with s.get(f"{base}/v1/bench-ent/entitlements/{names[i]}?product=design-pro", headers=hent) as r:
+        async with s.get(f"{base}/v1/bench-ent/entitlements/{names[i % len(names)]}?product=design-pro",
+                         headers=hent) as r:
             body = await r.read()
             assert r.status == 200 and b'"allowed":true' in body, body
 
