@@ -82,15 +82,9 @@ async def _toy_schema(pg_pool):
 async def service(dsns, app_pool, store):
     """The real HTTP service on a free port (aiohttp TestServer), sharing the test database.
     Yields (server, runtime); `server.make_url(path)` gives absolute URLs."""
-    from aiohttp.test_utils import TestServer
-    from api.app import make_app
-    from api.runtime import Runtime
-    rt = Runtime(dsns, app_pool, store, CommandBus(store))
-    srv = TestServer(make_app(rt), host="127.0.0.1")
-    await srv.start_server()
-    yield srv, rt
-    await srv.close()
-    await rt.bus.close()
+    from service import serving
+    async with serving(dsns, app_pool, store) as running:
+        yield running
 
 
 @pytest.fixture

@@ -5,23 +5,17 @@ import asyncio
 
 import pytest
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
 
-from api.app import make_app
-from api.runtime import Runtime
-from ledger.executor import CommandBus, CommandRejected
+from ledger.executor import CommandRejected
 from ledger.tenancy import CreateTenant
 from ledger.tokens import IssueToken, RevokeToken
+from service import serving
 
 
 @pytest.fixture(scope="module")
 async def server(dsns, app_pool, store):
-    rt = Runtime(dsns, app_pool, store, CommandBus(store))
-    srv = TestServer(make_app(rt), host="127.0.0.1")
-    await srv.start_server()
-    yield srv, rt
-    await srv.close()
-    await rt.bus.close()
+    async with serving(dsns, app_pool, store) as running:
+        yield running
 
 
 async def new_tenant(rt, name, scopes=("scim",)):

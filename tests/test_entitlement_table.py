@@ -10,25 +10,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
 
-from api.app import make_app
 from api.licences_http import ENTITLEMENT_TABLES
-from api.runtime import Runtime
 from ledger.executor import CommandBus
 from ledger.licence_admin import AddRule, AdminAssign, AdminRevoke, CreatePool, DefineProduct
+from service import serving
 from tenants import tenant_with_tokens
 from test_scim_http import Scim
 
 
 @pytest.fixture
 async def server(dsns, app_pool, store):
-    rt = Runtime(dsns, app_pool, store, CommandBus(store))
-    srv = TestServer(make_app(rt), host="127.0.0.1")
-    await srv.start_server()
-    yield srv, rt
-    await srv.close()
-    await rt.bus.close()
+    async with serving(dsns, app_pool, store) as running:
+        yield running
 
 
 async def _check(s, srv, tt, who, product="design-pro"):
