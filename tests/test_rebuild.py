@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import asyncio
+import contextlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -94,6 +95,24 @@ async def test_rebuild_finds_and_repairs_a_corrupted_row(bus, pg_pool, app_pool,
                                    tenant, user) != 99
 
 
+@contextlib.contextmanager
+def writes_before_the_lock(write):
+    """Another writer commits between the rebuild's fold and its swap: within this block, `write()`
+    runs as the rebuild takes the tenant lock."""
+    import projections.rebuild as rb
+    real = rb.lock_head
+
+    async def write_then_lock(conn, t):
+        await write()
+        return await real(conn, t)
+
+    rb.lock_head = write_then_lock
+    try:
+        yield
+    finally:
+        rb.lock_head = real
+
+
 @pytest.mark.parametrize("first_build", [False, True])
 async def test_rebuild_catches_up_writes_made_meanwhile(bus, pg_pool, app_pool, store, tenant, first_build,
                                                         monkeypatch):
@@ -107,19 +126,13 @@ async def test_rebuild_catches_up_writes_made_meanwhile(bus, pg_pool, app_pool, 
         async with pg_pool.acquire() as conn:
             for t in ("licence_seats", "scim_resources"):
                 await conn.execute(f"DELETE FROM {t} WHERE tenant_id = $1", tenant)
-    real = rb.lock_head
 
-    async def write_then_lock(conn, t):
-        # another writer commits between the fold and the swap
+    async def write():
         await add_users(bus, tenant, ("e",))
         await bus.execute(tenant, AdminAssign("p1", "e"))
-        return await real(conn, t)
 
-    rb.lock_head = write_then_lock
-    try:
+    with writes_before_the_lock(write):
         rep = await rebuild_tenant(app_pool, tenant)
-    finally:
-        rb.lock_head = real
     assert rep.ok != first_build and rep.head > rep.events
     if first_build:
         assert {t.table for t in rep.tables if not t.ok} >= {"licence_seats", "scim_resources"}

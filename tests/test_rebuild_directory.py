@@ -11,6 +11,7 @@ from ledger.erasure import erase
 from ledger.scim.resource import normalize
 from projections import temporal as tp
 from projections.rebuild import rebuild_tenant
+from test_rebuild import writes_before_the_lock
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -132,7 +133,6 @@ async def test_directory_writes_made_meanwhile_are_refolded_under_the_lock(bus, 
     """The tables are staged as of the head read first; what commits before the lock (memberships, a
     deleted member of an untouched group, an update, a new user) is refolded for just the resources it
     touches, and a row corrupted before is still named and repaired."""
-    import projections.rebuild as rb
     ids = {k: _id() for k in ("ann", "bob", "cat", "dan", "eng", "ops")}
     for k in ("ann", "bob", "cat"):
         await bus.execute(tenant, CreateUser(ids[k], _user(f"{k}@x.com")))
@@ -144,22 +144,17 @@ async def test_directory_writes_made_meanwhile_are_refolded_under_the_lock(bus, 
         await conn.execute("UPDATE scim_resources SET doc = jsonb_set(doc, '{displayName}', '\"Mallory\"') "
                            "WHERE tenant_id = $1 AND id = $2", tenant, ids["ann"])
     await tp.ensure_current(bus.pool, tenant)        # only the directory is at stake
-    real = rb.lock_head
 
-    async def write_then_lock(conn, t):
+    async def write():
         await bus.execute(tenant, PatchGroup(ids["eng"], [
             {"op": "add", "path": "members", "value": [{"value": ids["cat"]}]},
             {"op": "remove", "path": f'members[value eq "{ids["ann"]}"]'}]))
         await bus.execute(tenant, DeleteUser(ids["bob"]))         # also leaves `ops`, which nothing else touches
         await bus.execute(tenant, PatchUser(ids["cat"], [{"op": "add", "path": "displayName", "value": "Cat"}]))
         await bus.execute(tenant, CreateUser(ids["dan"], _user("dan@x.com")))
-        return await real(conn, t)
 
-    rb.lock_head = write_then_lock
-    try:
+    with writes_before_the_lock(write):
         rep = await rebuild_tenant(app_pool, tenant)
-    finally:
-        rb.lock_head = real
     bad = {t.table: t for t in rep.tables if not t.ok}
     assert set(bad) == {"scim_resources"} and rep.swapped and rep.head > rep.events
     assert [d["key"] for d in bad["scim_resources"].differences] == [{"id": ids["ann"]}]
