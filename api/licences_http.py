@@ -254,7 +254,7 @@ async def entitlement(request: web.Request) -> web.Response:
     tenant, who = mi["tenant"], mi["user"]
     now = datetime.now(timezone.utc)
     rows = request.app[ENTITLEMENT_TABLES].rows(tenant, who, product)
-    if rows is None or any(_over(r, now) for r in rows):
+    if rows is None or any(_over(r, now) > 0 for r in rows):
         rows, cut = await _rows_from_database(request, tenant, who, product, now)
     else:
         cut = {}
@@ -281,9 +281,12 @@ async def entitlement(request: web.Request) -> web.Response:
     return _json(best)
 
 
-def _over(r, now: datetime) -> bool:
-    """A held seat in a pool above its capacity now (a downsize the scheduler has not carried out)."""
-    return r["state"] != "waiting" and r["held"] > terms_cached(r["terms"]).capacity(now)
+def _over(r, now: datetime) -> int:
+    """For a held seat: how far its pool is above its capacity now (a downsize the scheduler has not
+    carried out yet); 0 for a waiting one or a pool within capacity."""
+    if r["state"] == "waiting":
+        return 0
+    return max(0, r["held"] - terms_cached(r["terms"]).capacity(now))
 
 
 async def _rows_from_database(request, tenant: str, who: str, product: str, now: datetime):
@@ -291,8 +294,8 @@ async def _rows_from_database(request, tenant: str, who: str, product: str, now:
         rows = await conn.fetch(_ENTITLEMENT_SQL, tenant, who, product, who.casefold())
         cut = {}
         for r in rows:
-            over = r["held"] - terms_cached(r["terms"]).capacity(now)
-            if over > 0 and r["state"] != "waiting":
+            over = _over(r, now)
+            if over > 0:
                 # a scheduled downsize took effect and the scheduler has not acted yet: the most
                 # recently assigned `over` seats are no longer valid
                 newer = await conn.fetchval(

@@ -55,21 +55,17 @@ def check(value, path="$") -> None:
     raise ValueError(f"unsupported {type(value).__name__} at {path}")
 
 
-def dumps(obj, *, checked_data: bool = False) -> bytes:
-    """Encode an event document. `checked_data`: the data comes from a registered event model,
-    whose field types were checked for floats at registration, so only the rest is walked."""
-    if checked_data:
-        check({k: v for k, v in obj.items() if k != "data"})
-    else:
-        check(obj)
-    # orjson with sorted keys emits exactly json.dumps(sort_keys=True, separators=(",", ":"),
-    # ensure_ascii=False) for these values (ASCII keys, no floats), several times faster.
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+def dumps(obj) -> bytes:
+    """Encode a document after checking every leaf."""
+    check(obj)
+    return dumps_checked(obj)
 
 
 def dumps_checked(obj) -> bytes:
     """Encode a document whose every leaf the caller has already checked (the append path checks a
     command's metadata once for all its events; the other fields are typed by the store itself)."""
+    # orjson with sorted keys emits exactly json.dumps(sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False) for these values (ASCII keys, no floats), several times faster.
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
