@@ -133,7 +133,7 @@ async def compare_swap(conn, tenant: str, table: Table, records: list[tuple], *,
                                              tenant):
         if records:
             await conn.copy_records_to_table(table.name, records=table.sorted(records), columns=table.columns)
-        return await _filled(conn, tenant, table)
+        return await filled_report(conn, tenant, table)
     await stage(conn, table, records)
     return await compare_staged(conn, tenant, table, check=check)
 
@@ -147,11 +147,11 @@ async def compare_staged(conn, tenant: str, table: Table, *, check: bool) -> Tab
         c = ", ".join(table.columns)
         await conn.execute(f"INSERT INTO {name} ({c}) SELECT {c} FROM {side} "
                            f"ORDER BY {table.order or ', '.join(table.keys)}")
-        return await _filled(conn, tenant, table)
+        return await filled_report(conn, tenant, table)
     return await _compare(conn, tenant, table, live_n, check)
 
 
-async def _filled(conn, tenant: str, table: Table) -> TableReport:
+async def filled_report(conn, tenant: str, table: Table) -> TableReport:
     """The report of a live table that was empty and took every rebuilt row (the first ones read: every
     row is new, and ordering a million of them to show a thousand is not worth a sort)."""
     live = f"(SELECT * FROM {table.name} WHERE tenant_id = $1)"

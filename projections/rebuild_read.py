@@ -32,12 +32,12 @@ async def read_page(conn, tenant: str, after: int, upto: int) -> list[dict]:
     return orjson.loads(b"[" + blob + b"]") if blob else []
 
 
-async def pages(pool: asyncpg.Pool, conn, tenant: str, after: int, upto: int,
-                page: int = PAGE) -> AsyncIterator[tuple[int, list[dict]]]:
-    """(end sequence, events) per page, in order; pages read ahead on up to READERS other connections
-    (on `conn` alone when the pool has none to spare)."""
+async def pages(pool: asyncpg.Pool, conn, tenant: str, after: int, upto: int, page: int = PAGE,
+                readers: int = READERS) -> AsyncIterator[tuple[int, list[dict]]]:
+    """(end sequence, events) per page, in order; pages read ahead on up to `readers` (at most
+    READERS) other connections of the pool (on `conn` alone when none is to spare)."""
     bounds = [(a, min(upto, a + page)) for a in range(after, upto, page)]
-    spare = max(0, min(READERS, pool.get_max_size() - 1, len(bounds)))
+    spare = max(0, min(READERS, readers, pool.get_max_size() - 1, len(bounds)))
     acquired = [await pool.acquire() for _ in range(spare)]
     readers: asyncio.Queue = asyncio.Queue()
     for c in acquired or [conn]:

@@ -155,6 +155,7 @@ class Pair:
     seat: Seat | None
     rows: list[Row]                   # the current belief, sorted by valid_from
     stored: bool = False
+    folded: bool = True               # False: a lazy Writer has only tracked its seqs and last_eff
 
 
 def _seat_from(iv: Interval, user_id: str) -> Seat:
@@ -207,10 +208,16 @@ def _seat_of_key(user_id: str, key: tuple, eff: datetime) -> Seat:
 
 
 class Writer:
-    """Folds a run of a tenant's events into row changes. Pairs not preloaded start empty (a rebuild)."""
+    """Folds a run of a tenant's events into row changes. Pairs not preloaded start empty (a rebuild).
 
-    def __init__(self, tenant: str):
+    `lazy` (a rebuild whose simple pairs' rows come from SQL, projections/temporal_sql.py): a pair's
+    in-order lean events (`apply_raw`) only track its seqs and latest instant; the pair is folded -
+    its earlier events first, from the history `apply` is given - once an event needs `apply` (a
+    backdated event or a correction). Rows are made for those pairs only."""
+
+    def __init__(self, tenant: str, lazy: bool = False):
         self.tenant = tenant
+        self.lazy = lazy
         self.pairs: dict[tuple[str, str], Pair] = {}
         self.products: dict[str, str] = {}
         self.touched: dict[tuple[str, str], Pair] = {}
@@ -271,6 +278,8 @@ class Writer:
             return
         uid = ev.user_id
         p = self.pair(pool_id, uid)
+        if not p.folded:
+            self._fold_pair(p, history)
         self.touched[(pool_id, uid)] = p
         if history is None and typ in CORRECTIONS and p.last_eff is None:
             history = []
@@ -305,6 +314,14 @@ class Writer:
             p.rows, p.seat = rows, seat
         p.seqs.append(seq)
 
+    def _fold_pair(self, p: Pair, history: list[tuple[int, datetime, Event, str]] | None) -> None:
+        """A lazy pair's earlier events (all in effective order: each went through `apply_raw`) folded
+        as they came, before the event that needs `apply`."""
+        assert history is not None or not p.seqs, "a lazy pair's first refold needs its history"
+        p.folded, p.seqs, p.last_eff = True, [], None
+        for seq, eff, ev, typ in sorted(history or (), key=lambda h: h[0]):
+            self.apply(seq, p.pool_id, typ, eff, ev)
+
     def apply_raw(self, seq: int, pool_id: str, typ: str, eff: datetime, d: dict) -> bool:
         """`apply` for a lean seat event (see `lean_ok`) from its raw data, when it extends the pair's
         timeline (effective at or after its latest event). False: nothing done, use `apply`."""
@@ -312,9 +329,13 @@ class Writer:
         k = (pool_id, uid)
         p = self.pairs.get(k)
         if p is None:
-            p = self.pairs[k] = Pair(pool_id, uid, [], None, None, [])
+            p = self.pairs[k] = Pair(pool_id, uid, [], None, None, [], folded=not self.lazy)
         elif p.last_eff is not None and eff < p.last_eff:
             return False
+        if not p.folded:                # lazy: its rows come from SQL unless a later event refolds it
+            p.last_eff = eff
+            p.seqs.append(seq)
+            return True
         self.events += 1
         if seq > self.last_seq:
             self.last_seq = seq
@@ -394,22 +415,22 @@ async def marks_between(conn, tenant: str, after: int, upto: int) -> list[tuple[
 
 # ---- writing rows -----------------------------------------------------------------------------------
 
-async def preload(conn, tenant: str, w: Writer, keys: set[tuple[str, str]]) -> None:
+async def preload(conn, tenant: str, w: Writer, keys: set[tuple[str, str]], prefix: str = "") -> None:
     if not keys:
         return
     pools = sorted({k[0] for k in keys})
-    for r in await conn.fetch("SELECT pool_id, product_id FROM temporal_pools WHERE tenant_id = $1 "
+    for r in await conn.fetch(f"SELECT pool_id, product_id FROM {prefix}temporal_pools WHERE tenant_id = $1 "
                               "AND pool_id = ANY($2::text[])", tenant, pools):
         w.products[r["pool_id"]] = r["product_id"]
     ps, us = [k[0] for k in keys], [k[1] for k in keys]
     for r in await conn.fetch(
-            "SELECT t.pool_id, t.user_id, t.seqs, t.last_eff FROM temporal_pairs t "
+            f"SELECT t.pool_id, t.user_id, t.seqs, t.last_eff FROM {prefix}temporal_pairs t "
             "JOIN unnest($2::text[], $3::text[]) AS k(p, u) ON t.pool_id = k.p AND t.user_id = k.u "
             "WHERE t.tenant_id = $1", tenant, ps, us):
         w.pairs[(r["pool_id"], r["user_id"])] = Pair(r["pool_id"], r["user_id"], list(r["seqs"]), r["last_eff"],
                                                       None, [], stored=True)
     for r in await conn.fetch(
-            "SELECT s.* FROM seat_intervals s JOIN unnest($2::text[], $3::text[]) AS k(p, u) "
+            f"SELECT s.* FROM {prefix}seat_intervals s JOIN unnest($2::text[], $3::text[]) AS k(p, u) "
             "ON s.pool_id = k.p AND s.user_id = k.u WHERE s.tenant_id = $1 AND upper_inf(s.known)",
             tenant, ps, us):
         p = w.pairs.get((r["pool_id"], r["user_id"]))
@@ -440,7 +461,9 @@ async def write(conn, tenant: str, w: Writer, *, prefix: str = "") -> None:
         await conn.copy_records_to_table(f"{t}seat_intervals", records=ins, columns=INTERVAL_COLUMNS)
     pairs = w.pair_rows()
     if pairs:
-        if prefix:
+        if prefix:      # a side table has no key to upsert on: the pairs' rows replaced
+            await conn.execute(f"DELETE FROM {t}temporal_pairs s USING unnest($1::text[], $2::text[]) AS k(p, u) "
+                               "WHERE s.pool_id = k.p AND s.user_id = k.u", [p[1] for p in pairs], [p[2] for p in pairs])
             await conn.copy_records_to_table(f"{t}temporal_pairs", records=pairs,
                                              columns=("tenant_id", "pool_id", "user_id", "seqs", "last_eff"))
         else:
@@ -486,24 +509,30 @@ async def catch_up_locked(conn, tenant: str, upto: int | None = None, chunk: int
         upto = await conn.fetchval("SELECT seq FROM tenant_heads WHERE tenant_id = $1", tenant) or 0
     while after < upto:
         end = min(upto, after + chunk)
-        rows = await conn.fetch(_POOL_EVENTS, tenant, after, end)
-        w = Writer(tenant)
-        keys = set()
-        for r in rows:
-            if r["type"] in SEAT_TYPES:
-                keys.add((r["stream"][5:], orjson.loads(r["data"])["user_id"]))
-        await preload(conn, tenant, w, keys)
-        await feed(conn, w, rows)
-        for s, at in await marks_between(conn, tenant, after, end):
-            w.mark(s, at)
-        # a mark already stored for the same recorded time (a batch split across chunks) moves up
-        if w.marks:
-            await conn.execute("DELETE FROM temporal_marks WHERE tenant_id = $1 AND recorded_at = ANY($2::timestamptz[])",
-                               tenant, list(w.marks))
-        await write(conn, tenant, w)
+        await catch_up_run(conn, tenant, after, end)
         await set_checkpoint(conn, tenant, end)
         after = end
     return after
+
+
+async def catch_up_run(conn, tenant: str, after: int, upto: int, *, prefix: str = "") -> None:
+    """The tables named `prefix` + name (the live ones, or a rebuild's side tables that hold the rows
+    as of `after`) brought from `after` to `upto`: the pairs the events touch read back, fed, written."""
+    rows = await conn.fetch(_POOL_EVENTS, tenant, after, upto)
+    w = Writer(tenant)
+    keys = set()
+    for r in rows:
+        if r["type"] in SEAT_TYPES:
+            keys.add((r["stream"][5:], orjson.loads(r["data"])["user_id"]))
+    await preload(conn, tenant, w, keys, prefix)
+    await feed(conn, w, rows)
+    for s, at in await marks_between(conn, tenant, after, upto):
+        w.mark(s, at)
+    # a mark already stored for the same recorded time (a batch split across chunks) moves up
+    if w.marks:
+        await conn.execute(f"DELETE FROM {prefix}temporal_marks WHERE tenant_id = $1 "
+                           "AND recorded_at = ANY($2::timestamptz[])", tenant, list(w.marks))
+    await write(conn, tenant, w, prefix=prefix)
 
 
 async def catch_up(pool: asyncpg.Pool, tenant: str) -> int:

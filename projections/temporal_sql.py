@@ -1,0 +1,181 @@
+"""The temporal projection's rows derived in SQL from the events, for a rebuild's first part (up to H0).
+
+Why: a rebuild's Python is its bottleneck, and PostgreSQL is idle while Python folds. Most (pool,
+user) pairs are *simple*: their seat events come in effective order (each at or after the latest one
+before it) and hold no correction. A simple pair's rows are what `temporal.Writer.apply_raw` makes
+event by event, which set-based SQL can say directly:
+
+* the key (state, grants, priority, overage, suspended_until) after each event is made of the last
+  event of a few kinds before it (window aggregates over the pair in sequence order): the last
+  *starter* (SeatAssigned/SeatQueued open a seat, SeatReleased/SeatDequeued/LicenceExpired end it; no
+  starter or an ending one: no seat), the last grants setter (assigned, queued, grants changed) and
+  the last state setter (assigned, queued, suspended, resumed) - `temporal.lean_key`, folded;
+* an event whose key differs from the previous one opens an interval [eff, inf) believed from its
+  sequence; the next change closes that belief at its sequence and, when it is later, believes the
+  truncated interval [eff, next eff) from then on - `Writer.apply_raw`'s three rows.
+
+The other pairs (a backdated event or a correction refolds them) are folded in Python by the Writer
+in its lazy mode, which builds rows only for them; `temporal_pairs` and `temporal_marks` come from SQL
+for every pair. A ledger whose seat events SQL cannot read as the lean fold does (an older schema
+version, a pool id that differs from the stream's, a seat event before its pool was created) is
+folded wholly in Python (`simple_ok` False). Hypothesis tests hold both ways to the same rows.
+"""
+from __future__ import annotations
+
+from ledger.events import _latest
+from projections.temporal import CORRECTIONS, LEAN_TYPES, SEAT_TYPES
+
+# The tenant's seat events up to H0 ($2), with the pair's key in "C" order and what each kind of event
+# sets: grants sorted and distinct as `lean_key` makes them (one- and two-element arrays without a
+# subquery), priority, overage, a suspension's end, a release's reason.
+_SEAT_EVENTS = """
+  SELECT substr(e.stream, 6) AS pool_id, (e.data->>'user_id') COLLATE "C" AS user_id, e.seq,
+    e.effective_at AS eff, e.type,
+    CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatGrantsChanged') THEN
+      CASE jsonb_array_length(e.data->'grants')
+        WHEN 1 THEN ARRAY[(e.data->'grants')->>0]
+        WHEN 2 THEN CASE
+          WHEN ((e.data->'grants')->>0) COLLATE "C" < ((e.data->'grants')->>1) COLLATE "C"
+            THEN ARRAY[(e.data->'grants')->>0, (e.data->'grants')->>1]
+          WHEN ((e.data->'grants')->>0) COLLATE "C" > ((e.data->'grants')->>1) COLLATE "C"
+            THEN ARRAY[(e.data->'grants')->>1, (e.data->'grants')->>0]
+          ELSE ARRAY[(e.data->'grants')->>0] END
+        ELSE ARRAY(SELECT DISTINCT g COLLATE "C" FROM jsonb_array_elements_text(e.data->'grants') AS g ORDER BY 1)
+      END || (e.data->>'priority')::int::text END AS grants_prio,
+    CASE e.type WHEN 'SeatAssigned' THEN coalesce((e.data->>'overage')::boolean, false)
+                WHEN 'SeatQueued' THEN false END AS overage,
+    e.data->>'until' AS until,
+    CASE e.type WHEN 'LicenceExpired' THEN 'term_ended'
+                WHEN 'SeatReleased' THEN e.data->>'reason' WHEN 'SeatDequeued' THEN e.data->>'reason' END AS reason
+  FROM events e
+  WHERE e.tenant_id = $1 AND e.seq <= $2 AND e.stream >= 'pool-' AND e.stream < 'pool.'
+    AND e.type = ANY($3::text[])
+"""
+
+_STARTERS = "('SeatAssigned', 'SeatQueued', 'SeatReleased', 'SeatDequeued', 'LicenceExpired')"
+_GRANTS_SETTERS = "('SeatAssigned', 'SeatQueued', 'SeatGrantsChanged')"
+_STATE_SETTERS = "('SeatAssigned', 'SeatQueued', 'SeatSuspended', 'SeatResumed')"
+
+
+def _last(value: str, kinds: str) -> str:
+    """The value of the pair's last event of `kinds` so far: a running max of the value prefixed by its
+    sequence (fixed width, "C" order), so one window sort serves every kind; the value is substr(x, 20)."""
+    return (f"max((lpad(s.seq::text, 19, '0') || ({value})) COLLATE \"C\") "
+            f"FILTER (WHERE s.type IN {kinds}) OVER w")
+
+
+# Every row of the tenant's pairs up to H0 (columns as temporal.INTERVAL_COLUMNS) into {intervals}, as
+# `Writer.apply_raw` makes them for a pair whose events come in effective order with no correction
+# (the caller replaces the rows of the other pairs), and every pair's seat event sequences and latest
+# instant into {pairs}: one statement over one sort of the seat events.
+# A key is one string: state ('a' active, 'w' waiting, 's' + suspended_until) | overage ('t'/'f') |
+# grants and priority as an array's text. $1 tenant, $2 H0, $3 seat types.
+WRITE = f"""
+WITH run AS MATERIALIZED (   -- per event, in the pair's sequence order: the last events of each kind so far
+  SELECT s.pool_id, s.user_id, s.seq, s.eff, s.type, s.reason,
+    {_last("CASE s.type WHEN 'SeatAssigned' THEN 'a' || CASE WHEN s.overage THEN 't' ELSE 'f' END "
+           "WHEN 'SeatQueued' THEN 'qf' ELSE 'x' END", _STARTERS)} AS start,
+    {_last("s.grants_prio::text", _GRANTS_SETTERS)} AS gp,
+    {_last("CASE s.type WHEN 'SeatQueued' THEN 'w' WHEN 'SeatSuspended' THEN 's' || (s.until::timestamptz)::text "
+           "ELSE 'a' END", _STATE_SETTERS)} AS st,
+    array_agg(s.seq) OVER w AS seqs, max(s.eff) OVER w AS last_eff, lead(s.seq) OVER w IS NULL AS last
+  FROM ({_SEAT_EVENTS}) s
+  WINDOW w AS (PARTITION BY s.pool_id, s.user_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
+),
+pairs AS (
+  INSERT INTO {{pairs}} (tenant_id, pool_id, user_id, seqs, last_eff)
+  SELECT $1, pool_id, user_id, seqs, last_eff FROM run WHERE last
+),
+keyed AS (      -- temporal.lean_key, folded into one string (NULL: no seat)
+  SELECT pool_id, user_id, seq, eff, type, reason,
+    CASE WHEN substr(start, 20, 1) IN ('a', 'q') THEN substr(st, 20) || '|' || substr(start, 21, 1) || '|' || substr(gp, 20) END
+      AS key
+  FROM run
+),
+spans AS (      -- the events that change the key, each with the next one
+  SELECT *, lead(seq) OVER p AS next_seq, lead(eff) OVER p AS next_eff, lead(type) OVER p AS next_type,
+         lead(reason) OVER p AS next_reason
+  FROM (
+    SELECT k.*, key IS DISTINCT FROM lag(key) OVER p AS changed FROM keyed k
+    WINDOW p AS (PARTITION BY pool_id, user_id ORDER BY seq)
+  ) x WHERE changed
+  WINDOW p AS (PARTITION BY pool_id, user_id ORDER BY seq)
+),
+opened AS (     -- the key read back where a state opens
+  SELECT s.*, split_part(key, '|', 1) AS st, split_part(key, '|', 2) = 't' AS overage,
+    substr(key, length(split_part(key, '|', 1)) + 4)::text[] AS g
+  FROM spans s WHERE key IS NOT NULL
+),
+products AS (
+  SELECT substr(stream, 6) AS pool_id, data->>'product_id' AS product_id FROM events
+  WHERE tenant_id = $1 AND seq <= $2 AND stream >= 'pool-' AND stream < 'pool.' AND type = 'PoolCreated'
+)
+INSERT INTO {{intervals}} (tenant_id, pool_id, product_id, user_id, state, grants, priority, overage,
+  suspended_until, valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason)
+SELECT $1, s.pool_id, coalesce(p.product_id, ''), s.user_id,
+       CASE left(s.st, 1) WHEN 'a' THEN 'active' WHEN 'w' THEN 'waiting' ELSE 'suspended' END,
+       s.g[1:cardinality(s.g) - 1], s.g[cardinality(s.g)]::int, s.overage,
+       CASE WHEN left(s.st, 1) = 's' THEN substr(s.st, 2)::timestamptz END,
+       r.valid, r.known, s.seq, s.type, r.closed_seq, r.closed_type, r.closed_reason
+FROM opened s
+LEFT JOIN products p ON p.pool_id = s.pool_id
+CROSS JOIN LATERAL (VALUES
+  -- believed open-ended from its sequence until the next change (or still)
+  (tstzrange(s.eff, NULL, '[)'), int8range(s.seq, s.next_seq, '[)'), NULL::bigint, NULL::text, NULL::text, true),
+  -- from the next change on: the state ended there (a state that lasted no time is dropped)
+  (tstzrange(s.eff, greatest(s.next_eff, s.eff), '[)'), int8range(s.next_seq, NULL, '[)'), s.next_seq, s.next_type,
+   s.next_reason,
+   s.next_seq IS NOT NULL AND s.next_eff > s.eff)
+) AS r(valid, known, closed_seq, closed_type, closed_reason, keep)
+WHERE r.keep
+ORDER BY s.pool_id, s.user_id
+"""
+
+# temporal_marks: per recorded time, the last sequence recorded then
+MARKS = """
+SELECT $1::text AS tenant_id, max(seq) AS seq, recorded_at FROM events
+WHERE tenant_id = $1 AND seq <= $2 GROUP BY recorded_at
+"""
+
+_INTERVAL_COLUMNS = ("tenant_id, pool_id, product_id, user_id, state, grants, priority, overage, suspended_until, "
+                     "valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason")
+
+
+# whether every seat event up to H0 reads as the lean fold reads it: the current schema version, the
+# stream's pool, a user, and a pool created (once) before it
+_SIMPLE_OK = """
+WITH created AS (
+  SELECT substr(stream, 6) AS pool_id, min(seq) AS seq, count(*) AS n FROM events
+  WHERE tenant_id = $1 AND seq <= $2 AND stream >= 'pool-' AND stream < 'pool.' AND type = 'PoolCreated'
+  GROUP BY 1
+)
+SELECT NOT EXISTS (
+  SELECT 1 FROM events e LEFT JOIN created c ON c.pool_id = substr(e.stream, 6)
+  WHERE e.tenant_id = $1 AND e.seq <= $2 AND e.stream >= 'pool-' AND e.stream < 'pool.'
+    AND e.type = ANY($3::text[])
+    AND (e.schema_version <> ($4::jsonb->>e.type)::int OR (e.data->>'pool_id') IS DISTINCT FROM substr(e.stream, 6)
+         OR (e.data->>'user_id') IS NULL OR c.seq IS NULL OR c.seq > e.seq OR c.n > 1)
+)
+"""
+
+
+async def simple_ok(conn, tenant: str, h0: int) -> bool:
+    """Whether SQL reads every seat event up to `h0` as the lean fold does (else: all in Python)."""
+    import orjson
+    versions = orjson.dumps({t: _latest.get(t, 1) for t in LEAN_TYPES | CORRECTIONS}).decode()
+    return await conn.fetchval(_SIMPLE_OK, tenant, h0, _seat_types(), versions)
+
+
+def _seat_types() -> list[str]:
+    return sorted(SEAT_TYPES)
+
+
+async def write(conn, tenant: str, h0: int, prefix: str = "") -> str:
+    """The simple pairs' intervals and every pair's row up to `h0` into `prefix` + seat_intervals and
+    temporal_pairs (the live tables, or side tables shaped like them)."""
+    sql = WRITE.replace("{pairs}", prefix + "temporal_pairs").replace("{intervals}", prefix + "seat_intervals")
+    return await conn.execute(sql, tenant, h0, _seat_types())
+
+
+async def insert_marks(conn, tenant: str, h0: int, table: str) -> str:
+    return await conn.execute(f"INSERT INTO {table} (tenant_id, seq, recorded_at) {MARKS}", tenant, h0)
