@@ -40,7 +40,6 @@ from ledger.events import decode
 from ledger.pii import ENVELOPE_KEY
 from ledger.store import lock_head
 from projections import temporal as tp
-from projections import temporal_sql as tsql
 from projections import rebuild_directory as rd
 from projections import rebuild_licences as rl
 from projections import rebuild_temporal as rt
@@ -96,6 +95,8 @@ async def _fold(conn, f: _Folds, events: list[dict], *, temporal: bool = True) -
                     continue
                 ev = decode(typ, sv, d)
             else:
+                if typ in tp.LEAN_TYPES and not lean_ok(typ, sv):
+                    f.temporal.unsafe = True        # SQL reads seat events at their current version only
                 ev = decode(typ, sv, d)
                 f.licences.apply(stream, typ, eff, ev)
             if temporal:
@@ -118,7 +119,12 @@ async def rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool = False
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console)
+        try:
+            return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console)
+        except _Eager:
+            # a ledger SQL cannot read as the lean fold does (older event versions): all in Python
+            return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console,
+                                         lazy=False)
     finally:
         if gc_was:
             gc.enable()
@@ -134,12 +140,17 @@ async def _missing_keys(conn, tenant: str, f: _Folds, events: list[dict]) -> Non
             f.directory.keys[r["subject"]] = bytes(r["key"])
 
 
-async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progress: bool, console) -> Report:
+class _Eager(Exception):
+    """The lazy fold met events SQL would not read as it does (`Writer.unsafe`): fold again eagerly."""
+
+
+async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progress: bool, console,
+                          lazy: bool = True) -> Report:
+    """`lazy`: SQL makes the temporal rows of the pairs whose events came in order (the fold checks
+    that SQL reads every seat event as it does, else it starts again with `lazy` False)."""
     t0 = time.perf_counter()
     async with pool.acquire() as conn:
         h0 = await conn.fetchval("SELECT seq FROM tenant_heads WHERE tenant_id = $1", tenant) or 0
-        # SQL makes the simple pairs' temporal rows when it reads the seat events as the lean fold does
-        lazy = await tsql.simple_ok(conn, tenant, h0)
         # every key of an event up to h0 exists by now (keys commit with their events)
         f = _Folds(LicenceFold(), tp.Writer(tenant, lazy=lazy),
                    rd.DirectoryFold(tenant, await rd.subject_keys(conn, tenant)))
@@ -154,6 +165,8 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
             report.events = await _fold_all(pool, conn, tenant, f, h0, progress, console,
                                             readers=pool.get_max_size() - (2 if beside else 1))
             report.phases["fold"] = time.perf_counter() - t0
+            if f.temporal.unsafe:
+                raise _Eager()
             folded.set()
             if temporal is None:
                 temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, h0, check, folded,

@@ -218,6 +218,9 @@ class Writer:
     def __init__(self, tenant: str, lazy: bool = False):
         self.tenant = tenant
         self.lazy = lazy
+        # a lazy fold met what SQL would read otherwise (an older schema version of a seat event, a
+        # seat event before its pool was created, a pool created twice): the rebuild folds eagerly
+        self.unsafe = False
         self.pairs: dict[tuple[str, str], Pair] = {}
         self.products: dict[str, str] = {}
         self.touched: dict[tuple[str, str], Pair] = {}
@@ -270,6 +273,8 @@ class Writer:
         self.last_seq = max(self.last_seq, seq)
         if typ not in SEAT_TYPES:
             if isinstance(ev, PoolCreated):
+                if pool_id in self.products:
+                    self.unsafe = True
                 self.products[pool_id] = ev.product_id
                 self.pools.append((self.tenant, pool_id, ev.product_id, ev.seats, seq))
             elif typ in POOL_KINDS:
@@ -333,6 +338,8 @@ class Writer:
         elif p.last_eff is not None and eff < p.last_eff:
             return False
         if not p.folded:                # lazy: its rows come from SQL unless a later event refolds it
+            if pool_id not in self.products:
+                self.unsafe = True
             p.last_eff = eff
             p.seqs.append(seq)
             return True

@@ -15,54 +15,49 @@ event by event, which set-based SQL can say directly:
   truncated interval [eff, next eff) from then on - `Writer.apply_raw`'s three rows.
 
 The other pairs (a backdated event or a correction refolds them) are folded in Python by the Writer
-in its lazy mode, which builds rows only for them; `temporal_pairs` and `temporal_marks` come from SQL
-for every pair. A ledger whose seat events SQL cannot read as the lean fold does (an older schema
-version, a pool id that differs from the stream's, a seat event before its pool was created) is
-folded wholly in Python (`simple_ok` False). Hypothesis tests hold both ways to the same rows.
+in its lazy mode, which builds rows only for them (SQL makes rows for every pair; the caller replaces
+those); `temporal_pairs` and `temporal_marks` come from SQL for every pair. A ledger whose seat events
+SQL cannot read as the lean fold does (an older schema version, a seat event before its pool was
+created, a pool created twice) is folded wholly in Python: the lazy Writer notices (`unsafe`) and the
+rebuild starts again. Hypothesis tests hold both ways to the same rows (tests/test_temporal_sql.py).
 """
 from __future__ import annotations
 
-from ledger.events import _latest
-from projections.temporal import CORRECTIONS, LEAN_TYPES, SEAT_TYPES
+from projections.temporal import SEAT_TYPES
 
 # The tenant's seat events up to H0 ($2), with the pair's key in "C" order and what each kind of event
 # sets: grants sorted and distinct as `lean_key` makes them (one- and two-element arrays without a
 # subquery), priority, overage, a suspension's end, a release's reason.
 _SEAT_EVENTS = """
-  SELECT substr(e.stream, 6) AS pool_id, (e.data->>'user_id') COLLATE "C" AS user_id, e.seq,
-    e.effective_at AS eff, e.type,
+  SELECT e.pool_id, e.user_id, e.seq, e.eff, e.type, e.reason,
+    -- what the event sets, each prefixed by its sequence (fixed width: "C" order is sequence order)
+    CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatReleased', 'SeatDequeued', 'LicenceExpired') THEN
+      e.k || CASE e.type WHEN 'SeatAssigned' THEN CASE WHEN e.overage THEN 'at' ELSE 'af' END
+                         WHEN 'SeatQueued' THEN 'qf' ELSE 'x' END END COLLATE "C" AS start,
     CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatGrantsChanged') THEN
-      CASE jsonb_array_length(e.data->'grants')
-        WHEN 1 THEN ARRAY[(e.data->'grants')->>0]
-        WHEN 2 THEN CASE
-          WHEN ((e.data->'grants')->>0) COLLATE "C" < ((e.data->'grants')->>1) COLLATE "C"
-            THEN ARRAY[(e.data->'grants')->>0, (e.data->'grants')->>1]
-          WHEN ((e.data->'grants')->>0) COLLATE "C" > ((e.data->'grants')->>1) COLLATE "C"
-            THEN ARRAY[(e.data->'grants')->>1, (e.data->'grants')->>0]
-          ELSE ARRAY[(e.data->'grants')->>0] END
-        ELSE ARRAY(SELECT DISTINCT g COLLATE "C" FROM jsonb_array_elements_text(e.data->'grants') AS g ORDER BY 1)
-      END || (e.data->>'priority')::int::text END AS grants_prio,
-    CASE e.type WHEN 'SeatAssigned' THEN coalesce((e.data->>'overage')::boolean, false)
-                WHEN 'SeatQueued' THEN false END AS overage,
-    e.data->>'until' AS until,
-    CASE e.type WHEN 'LicenceExpired' THEN 'term_ended'
-                WHEN 'SeatReleased' THEN e.data->>'reason' WHEN 'SeatDequeued' THEN e.data->>'reason' END AS reason
-  FROM events e
-  WHERE e.tenant_id = $1 AND e.seq <= $2 AND e.stream >= 'pool-' AND e.stream < 'pool.'
-    AND e.type = ANY($3::text[])
+      e.k || (CASE jsonb_array_length(e.g)
+        WHEN 1 THEN ARRAY[e.g->>0]
+        WHEN 2 THEN CASE WHEN (e.g->>0) COLLATE "C" < (e.g->>1) COLLATE "C" THEN ARRAY[e.g->>0, e.g->>1]
+                         WHEN (e.g->>0) COLLATE "C" > (e.g->>1) COLLATE "C" THEN ARRAY[e.g->>1, e.g->>0]
+                         ELSE ARRAY[e.g->>0] END
+        ELSE ARRAY(SELECT DISTINCT x COLLATE "C" FROM jsonb_array_elements_text(e.g) AS x ORDER BY 1)
+      END || e.priority::text)::text END COLLATE "C" AS gp,
+    CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatSuspended', 'SeatResumed') THEN
+      e.k || CASE e.type WHEN 'SeatQueued' THEN 'w' WHEN 'SeatSuspended' THEN 's' || (e.until::timestamptz)::text
+                         ELSE 'a' END END COLLATE "C" AS st
+  FROM (
+    SELECT substr(e.stream, 6) AS pool_id, (e.data->>'user_id') COLLATE "C" AS user_id, e.seq,
+      e.effective_at AS eff, e.type, lpad(e.seq::text, 19, '0') AS k, e.data->'grants' AS g,
+      (e.data->>'priority')::int AS priority, coalesce((e.data->>'overage')::boolean, false) AS overage,
+      e.data->>'until' AS until,
+      CASE e.type WHEN 'LicenceExpired' THEN 'term_ended'
+                  WHEN 'SeatReleased' THEN e.data->>'reason' WHEN 'SeatDequeued' THEN e.data->>'reason' END AS reason
+    FROM events e
+    WHERE e.tenant_id = $1 AND e.seq <= $2 AND e.stream >= 'pool-' AND e.stream < 'pool.'
+      AND e.type = ANY($3::text[])
+    OFFSET 0    -- each value once (not re-extracted from the document for every use)
+  ) e
 """
-
-_STARTERS = "('SeatAssigned', 'SeatQueued', 'SeatReleased', 'SeatDequeued', 'LicenceExpired')"
-_GRANTS_SETTERS = "('SeatAssigned', 'SeatQueued', 'SeatGrantsChanged')"
-_STATE_SETTERS = "('SeatAssigned', 'SeatQueued', 'SeatSuspended', 'SeatResumed')"
-
-
-def _last(value: str, kinds: str) -> str:
-    """The value of the pair's last event of `kinds` so far: a running max of the value prefixed by its
-    sequence (fixed width, "C" order), so one window sort serves every kind; the value is substr(x, 20)."""
-    return (f"max((lpad(s.seq::text, 19, '0') || ({value})) COLLATE \"C\") "
-            f"FILTER (WHERE s.type IN {kinds}) OVER w")
-
 
 # Every row of the tenant's pairs up to H0 (columns as temporal.INTERVAL_COLUMNS) into {intervals}, as
 # `Writer.apply_raw` makes them for a pair whose events come in effective order with no correction
@@ -73,11 +68,7 @@ def _last(value: str, kinds: str) -> str:
 WRITE = f"""
 WITH run AS MATERIALIZED (   -- per event, in the pair's sequence order: the last events of each kind so far
   SELECT s.pool_id, s.user_id, s.seq, s.eff, s.type, s.reason,
-    {_last("CASE s.type WHEN 'SeatAssigned' THEN 'a' || CASE WHEN s.overage THEN 't' ELSE 'f' END "
-           "WHEN 'SeatQueued' THEN 'qf' ELSE 'x' END", _STARTERS)} AS start,
-    {_last("s.grants_prio::text", _GRANTS_SETTERS)} AS gp,
-    {_last("CASE s.type WHEN 'SeatQueued' THEN 'w' WHEN 'SeatSuspended' THEN 's' || (s.until::timestamptz)::text "
-           "ELSE 'a' END", _STATE_SETTERS)} AS st,
+    max(s.start) OVER w AS start, max(s.gp) OVER w AS gp, max(s.st) OVER w AS st,
     array_agg(s.seq) OVER w AS seqs, max(s.eff) OVER w AS last_eff, lead(s.seq) OVER w IS NULL AS last
   FROM ({_SEAT_EVENTS}) s
   WINDOW w AS (PARTITION BY s.pool_id, s.user_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
@@ -139,31 +130,6 @@ WHERE tenant_id = $1 AND seq <= $2 GROUP BY recorded_at
 
 _INTERVAL_COLUMNS = ("tenant_id, pool_id, product_id, user_id, state, grants, priority, overage, suspended_until, "
                      "valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason")
-
-
-# whether every seat event up to H0 reads as the lean fold reads it: the current schema version, the
-# stream's pool, a user, and a pool created (once) before it
-_SIMPLE_OK = """
-WITH created AS (
-  SELECT substr(stream, 6) AS pool_id, min(seq) AS seq, count(*) AS n FROM events
-  WHERE tenant_id = $1 AND seq <= $2 AND stream >= 'pool-' AND stream < 'pool.' AND type = 'PoolCreated'
-  GROUP BY 1
-)
-SELECT NOT EXISTS (
-  SELECT 1 FROM events e LEFT JOIN created c ON c.pool_id = substr(e.stream, 6)
-  WHERE e.tenant_id = $1 AND e.seq <= $2 AND e.stream >= 'pool-' AND e.stream < 'pool.'
-    AND e.type = ANY($3::text[])
-    AND (e.schema_version <> ($4::jsonb->>e.type)::int OR (e.data->>'pool_id') IS DISTINCT FROM substr(e.stream, 6)
-         OR (e.data->>'user_id') IS NULL OR c.seq IS NULL OR c.seq > e.seq OR c.n > 1)
-)
-"""
-
-
-async def simple_ok(conn, tenant: str, h0: int) -> bool:
-    """Whether SQL reads every seat event up to `h0` as the lean fold does (else: all in Python)."""
-    import orjson
-    versions = orjson.dumps({t: _latest.get(t, 1) for t in LEAN_TYPES | CORRECTIONS}).decode()
-    return await conn.fetchval(_SIMPLE_OK, tenant, h0, _seat_types(), versions)
 
 
 def _seat_types() -> list[str]:
