@@ -64,7 +64,8 @@ _SEAT_EVENTS = """
 # (the caller replaces the rows of the other pairs), and every pair's seat event sequences and latest
 # instant into {pairs}: one statement over one sort of the seat events.
 # A key is one string: state ('a' active, 'w' waiting, 's' + suspended_until) | overage ('t'/'f') |
-# grants and priority as an array's text. $1 tenant, $2 H0, $3 seat types.
+# grants and priority as an array's text. $1 tenant, $2 H0, $3 seat types, $4 {pool: product} (a lookup,
+# not a join: a new ledger has no planner statistics, and a join planned for one row runs per row).
 WRITE = f"""
 WITH run AS MATERIALIZED (   -- per event, in the pair's sequence order: the last events of each kind so far
   SELECT s.pool_id, s.user_id, s.seq, s.eff, s.type, s.reason,
@@ -96,20 +97,15 @@ opened AS (     -- the key read back where a state opens
   SELECT s.*, split_part(key, '|', 1) AS st, split_part(key, '|', 2) = 't' AS overage,
     substr(key, length(split_part(key, '|', 1)) + 4)::text[] AS g
   FROM spans s WHERE key IS NOT NULL
-),
-products AS (
-  SELECT substr(stream, 6) AS pool_id, data->>'product_id' AS product_id FROM events
-  WHERE tenant_id = $1 AND seq <= $2 AND stream >= 'pool-' AND stream < 'pool.' AND type = 'PoolCreated'
 )
 INSERT INTO {{intervals}} (tenant_id, pool_id, product_id, user_id, state, grants, priority, overage,
   suspended_until, valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason)
-SELECT $1, s.pool_id, coalesce(p.product_id, ''), s.user_id,
+SELECT $1, s.pool_id, coalesce($4::jsonb->>s.pool_id, ''), s.user_id,
        CASE left(s.st, 1) WHEN 'a' THEN 'active' WHEN 'w' THEN 'waiting' ELSE 'suspended' END,
        s.g[1:cardinality(s.g) - 1], s.g[cardinality(s.g)]::int, s.overage,
        CASE WHEN left(s.st, 1) = 's' THEN substr(s.st, 2)::timestamptz END,
        r.valid, r.known, s.seq, s.type, r.closed_seq, r.closed_type, r.closed_reason
 FROM opened s
-LEFT JOIN products p ON p.pool_id = s.pool_id
 CROSS JOIN LATERAL (VALUES
   -- believed open-ended from its sequence until the next change (or still)
   (tstzrange(s.eff, NULL, '[)'), int8range(s.seq, s.next_seq, '[)'), NULL::bigint, NULL::text, NULL::text, true),
@@ -132,6 +128,13 @@ _INTERVAL_COLUMNS = ("tenant_id, pool_id, product_id, user_id, state, grants, pr
                      "valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason")
 
 
+# each pool's product (its PoolCreated, through the partial index on pool-level events)
+_PRODUCTS = """
+SELECT coalesce(jsonb_object_agg(substr(stream, 6), data->>'product_id'), '{}')::text FROM events
+WHERE tenant_id = $1 AND seq <= $2 AND stream >= 'pool-' AND stream < 'pool.' AND type = 'PoolCreated'
+"""
+
+
 def _seat_types() -> list[str]:
     return sorted(SEAT_TYPES)
 
@@ -140,7 +143,8 @@ async def write(conn, tenant: str, h0: int, prefix: str = "") -> str:
     """The simple pairs' intervals and every pair's row up to `h0` into `prefix` + seat_intervals and
     temporal_pairs (the live tables, or side tables shaped like them)."""
     sql = WRITE.replace("{pairs}", prefix + "temporal_pairs").replace("{intervals}", prefix + "seat_intervals")
-    return await conn.execute(sql, tenant, h0, _seat_types())
+    products = await conn.fetchval(_PRODUCTS, tenant, h0)
+    return await conn.execute(sql, tenant, h0, _seat_types(), products)
 
 
 async def insert_marks(conn, tenant: str, h0: int, table: str) -> str:
