@@ -158,6 +158,7 @@ class _Session:
         await self.pool.release(conn)
 
     async def _discard(self) -> None:
+        """Terminated and handed back: a connection whose transaction state is unknown."""
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.terminate()
@@ -220,9 +221,8 @@ class CommandBus:
                 if not q:       # nothing arrived meanwhile (no await between here and the end)
                     return
         finally:
-            if session.conn is not None:
-                session.conn.terminate()           # cancelled mid-round-trip: state unknown
-                await self.pool.release(session.conn)
+            # still held here only when cancelled (or failed) mid-round-trip: its state is unknown
+            await session._discard()
 
     async def _next_batch(self, tenant: str, q: collections.deque, session: _Session) -> None:
         batch = [q.popleft()]
