@@ -7,7 +7,7 @@ Exact by construction, never a guess:
   the SQL path) and every seat with its pool's terms;
 * it is used only while no later event exists. A commit of this process marks it stale before the
   writer's caller is answered (CommandBus.on_commit: read-your-writes); the ledger NOTIFYs
-  `tenant:seq` at every commit, and the process's LISTEN connection (api/events_sse.Notifier) marks
+  `tenant:seq` at every commit, and the process's LISTEN connection (ledger.subscription.Wakeups) marks
   it stale for the commits of other processes, at once; a check
   on a stale table reads the database as before. If NOTIFY were lost (connection down), a verifier
   compares the head sequence of every loaded tenant every VERIFY_SECONDS and marks stale ones, and

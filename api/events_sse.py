@@ -17,45 +17,15 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from ledger.store import NOTIFY_CHANNEL
+from ledger.subscription import Wakeups
 
 log = logging.getLogger(__name__)
 SEAT_TYPES = ["SeatAssigned", "SeatQueued", "SeatGrantsChanged", "SeatSuspended", "SeatResumed", "SeatReleased",
               "SeatDequeued", "LicenceExpired", "SeatEndCorrected", "SeatStartCorrected"]
 
 
-class Notifier:
-    """One LISTEN connection per process; SSE streams wait on per-tenant events."""
-
-    def __init__(self, dsn: str):
-        self.dsn = dsn
-        self.conn = None
-        self.waiters: dict[str, set[asyncio.Event]] = {}
-
-    async def start(self) -> None:
-        import asyncpg
-        self.conn = await asyncpg.connect(self.dsn)
-        await self.conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-
-    def _on_notify(self, conn, pid, channel, payload: str) -> None:
-        tenant = payload.rsplit(":", 1)[0]
-        for ev in self.waiters.get(tenant, ()):
-            ev.set()
-
-    def subscribe(self, tenant: str) -> asyncio.Event:
-        ev = asyncio.Event()
-        self.waiters.setdefault(tenant, set()).add(ev)
-        return ev
-
-    def unsubscribe(self, tenant: str, ev: asyncio.Event) -> None:
-        self.waiters.get(tenant, set()).discard(ev)
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
-
-
-NOTIFIER = web.AppKey("licence_notifier", Notifier)
+# the process's LISTEN connection (ledger.subscription.Wakeups: per-tenant waiters)
+NOTIFIER = web.AppKey("licence_notifier", Wakeups)
 
 
 async def _next_term_end(conn, tenant: str, now: datetime):
@@ -125,7 +95,7 @@ licence_events.scopes = ("entitlement", "admin", "auditor")
 def setup(app: web.Application) -> None:
     from .app import RUNTIME
 
-    app[NOTIFIER] = Notifier(app[RUNTIME].dsns.app)
+    app[NOTIFIER] = Wakeups(app[RUNTIME].dsns.app)
 
     async def start(app):
         await app[NOTIFIER].start()

@@ -26,20 +26,25 @@ Handler = Callable[[list[RecordedEvent]], Awaitable[None]]
 
 
 class Wakeups:
-    """One LISTEN connection per process; subscribers wait on it or on a poll timeout."""
+    """One LISTEN connection per process. Subscriptions wait on it for any append (or a poll timeout);
+    a tenant's waiters (`subscribe`: SSE streams, entitlement tables) are woken by its appends only;
+    `listeners` get every payload (`tenant:seq`)."""
 
     def __init__(self, dsn: str):
         self.dsn = dsn
         self.conn: asyncpg.Connection | None = None
         self._event = asyncio.Event()
         self.listeners: list[Callable[[str], None]] = []
+        self.waiters: dict[str, set[asyncio.Event]] = {}
 
     async def start(self) -> None:
         self.conn = await asyncpg.connect(self.dsn)
         await self.conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
 
-    def _on_notify(self, conn, pid, channel, payload) -> None:
+    def _on_notify(self, conn, pid, channel, payload: str) -> None:
         self._event.set()
+        for ev in self.waiters.get(payload.rsplit(":", 1)[0], ()):
+            ev.set()
         for fn in self.listeners:
             fn(payload)
 
@@ -49,6 +54,15 @@ class Wakeups:
         except asyncio.TimeoutError:
             pass
         self._event.clear()
+
+    def subscribe(self, tenant: str) -> asyncio.Event:
+        """An event set at each append of `tenant` (the caller clears it)."""
+        ev = asyncio.Event()
+        self.waiters.setdefault(tenant, set()).add(ev)
+        return ev
+
+    def unsubscribe(self, tenant: str, ev: asyncio.Event) -> None:
+        self.waiters.get(tenant, set()).discard(ev)
 
     async def close(self) -> None:
         if self.conn is not None:
