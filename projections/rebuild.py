@@ -148,6 +148,8 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
                           lazy: bool = True) -> Report:
     """`lazy`: SQL makes the temporal rows of the pairs whose events came in order (the fold checks
     that SQL reads every seat event as it does, else it starts again with `lazy` False)."""
+    if pool.get_max_size() < 2:
+        raise ValueError("a rebuild needs a pool of two connections or more (the temporal group has its own)")
     t0 = time.perf_counter()
     async with pool.acquire() as conn:
         h0 = await conn.fetchval("SELECT seq FROM tenant_heads WHERE tenant_id = $1", tenant) or 0
@@ -163,7 +165,7 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
                                                            report.phases)) if beside else None
         try:
             report.events = await _fold_all(pool, conn, tenant, f, h0, progress, console,
-                                            readers=pool.get_max_size() - (2 if beside else 1))
+                                            readers=pool.get_max_size() - (2 if beside else 1), beside=temporal)
             report.phases["fold"] = time.perf_counter() - t0
             if f.temporal.unsafe:
                 raise _Eager()
@@ -187,8 +189,10 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
     return report
 
 
-async def _fold_all(pool, conn, tenant: str, f: _Folds, h0: int, progress: bool, console, readers: int) -> int:
-    """The events up to h0 folded, with a progress bar; the number folded."""
+async def _fold_all(pool, conn, tenant: str, f: _Folds, h0: int, progress: bool, console, readers: int,
+                    beside: asyncio.Future | None = None) -> int:
+    """The events up to h0 folded, with a progress bar; the number folded. `beside`: the temporal
+    group, whose failure stops the fold at once (it only ends early by failing)."""
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -199,6 +203,8 @@ async def _fold_all(pool, conn, tenant: str, f: _Folds, h0: int, progress: bool,
     n = 0
     try:
         async for end, events in pages(pool, conn, tenant, 0, h0, readers=readers):
+            if beside is not None and beside.done():
+                beside.result()
             await _fold(conn, f, events)
             n += len(events)
             if bar:

@@ -99,3 +99,27 @@ def test_a_ledger_sql_cannot_read_is_folded_in_python(store, app_pool, monkeypat
         assert all(t.ok for t in rep.tables if t.table in temporal), \
             [(t.table, t.differences) for t in rep.tables if not t.ok]
     asyncio.get_event_loop().run_until_complete(run())
+
+
+async def test_a_failing_temporal_group_fails_the_rebuild_and_changes_nothing(store, app_pool, monkeypatch):
+    """The temporal group fails while the fold runs: the rebuild raises it (the fold stops) and the
+    temporal tables keep what they had."""
+    import projections.rebuild_temporal as rt
+    tenant = "tf-" + uuid.uuid4().hex[:8]
+    await store.append(tenant, [StreamChange("product-x", None, [NewEvent(ProductDefined(product_id="x", name="X"))]),
+                                StreamChange("pool-p1", None, [NewEvent(PoolCreated(
+                                    pool_id="p1", product_id="x", seats=2, term_start=T0,
+                                    term_end=T0 + timedelta(days=9)), T0)])])
+    await store.append(tenant, [StreamChange("pool-p1", None, [
+        NewEvent(SeatAssigned(pool_id="p1", user_id="u1", grants=["a"], priority=1), T0)])])
+
+    async def broken(*a, **kw):
+        raise RuntimeError("derivation failed")
+
+    monkeypatch.setattr(rt.tsql, "write", broken)
+    import pytest
+    with pytest.raises(RuntimeError, match="derivation failed"):
+        await rebuild_tenant(app_pool, tenant)
+    async with app_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM seat_intervals WHERE tenant_id = $1", tenant) == 0
+        assert await conn.fetchval("SELECT count(*) FROM temporal_marks WHERE tenant_id = $1", tenant) == 0
