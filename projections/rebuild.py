@@ -122,7 +122,8 @@ async def rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool = False
         try:
             return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console)
         except _Eager:
-            # a ledger SQL cannot read as the lean fold does (older event versions): all in Python
+            # a ledger SQL cannot read as the lean fold does (an older seat event version, a seat event
+            # before its pool, a pool created twice): the temporal rows all from the Python fold
             return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console,
                                          lazy=False)
     finally:
@@ -167,7 +168,7 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
             report.events = await _fold_all(pool, conn, tenant, f, h0, progress, console,
                                             readers=pool.get_max_size() - (2 if beside else 1), beside=temporal)
             report.phases["fold"] = time.perf_counter() - t0
-            if f.temporal.unsafe:
+            if f.temporal.lazy and f.temporal.unsafe:
                 raise _Eager()
             folded.set()
             if temporal is None:
