@@ -179,7 +179,9 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
             async with conn.transaction():
                 report.tables, report.head = await _inline(conn, tenant, f, h0, check, report.phases)
             report.phases["inline"] = time.perf_counter() - t1
-            report.tables += await temporal
+            tables, head = await temporal
+            report.tables += tables
+            report.head = max(report.head, head)       # the head each group brought its tables to
         except BaseException:
             if temporal is not None and not temporal.done():
                 temporal.cancel()

@@ -45,8 +45,9 @@ _FILLED = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t.name} WHERE tenant_
 
 
 async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, h0: int, check: bool,
-                         folded: asyncio.Event, phases: dict[str, float]) -> list[TableReport]:
-    """`w`: the fold's Writer (lazy when SQL makes the simple pairs' rows), complete once `folded` is set."""
+                         folded: asyncio.Event, phases: dict[str, float]) -> tuple[list[TableReport], int]:
+    """`w`: the fold's Writer (lazy when SQL makes the simple pairs' rows), complete once `folded` is set.
+    The reports and the head the tables were brought to."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             # the derivation sorts the seat events a few times: in memory, not in temporary files
@@ -92,7 +93,7 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, h0: int,
                 if not check:
                     await tp.set_checkpoint(conn, tenant, head)
             phases["temporal_after_fold"] = time.perf_counter() - t2
-    return reports
+    return reports, head
 
 
 async def _copy(conn, target: str, table: Table, records: list[tuple]) -> None:
