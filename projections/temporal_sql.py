@@ -104,17 +104,13 @@ SELECT $1, s.pool_id, coalesce($4::jsonb->>s.pool_id, ''), s.user_id,
        CASE left(s.st, 1) WHEN 'a' THEN 'active' WHEN 'w' THEN 'waiting' ELSE 'suspended' END,
        s.g[1:cardinality(s.g) - 1], s.g[cardinality(s.g)]::int, s.overage,
        CASE WHEN left(s.st, 1) = 's' THEN substr(s.st, 2)::timestamptz END,
-       r.valid, r.known, s.seq, s.type, r.closed_seq, r.closed_type, r.closed_reason
-FROM opened s
-CROSS JOIN LATERAL (VALUES
-  -- believed open-ended from its sequence until the next change (or still)
-  (tstzrange(s.eff, NULL, '[)'), int8range(s.seq, s.next_seq, '[)'), NULL::bigint, NULL::text, NULL::text, true),
-  -- from the next change on: the state ended there (a state that lasted no time is dropped)
-  (tstzrange(s.eff, greatest(s.next_eff, s.eff), '[)'), int8range(s.next_seq, NULL, '[)'), s.next_seq, s.next_type,
-   s.next_reason,
-   s.next_seq IS NOT NULL AND s.next_eff > s.eff)
-) AS r(valid, known, closed_seq, closed_type, closed_reason, keep)
-WHERE r.keep
+       -- row 1: believed open-ended from its sequence until the next change (or still); row 2, when the
+       -- next change is later: from then on, the state ended there (a state that lasted no time is dropped)
+       CASE WHEN r = 1 THEN tstzrange(s.eff, NULL, '[)') ELSE tstzrange(s.eff, s.next_eff, '[)') END,
+       CASE WHEN r = 1 THEN int8range(s.seq, s.next_seq, '[)') ELSE int8range(s.next_seq, NULL, '[)') END,
+       s.seq, s.type,
+       CASE WHEN r = 2 THEN s.next_seq END, CASE WHEN r = 2 THEN s.next_type END, CASE WHEN r = 2 THEN s.next_reason END
+FROM opened s, generate_series(1, CASE WHEN s.next_seq IS NOT NULL AND s.next_eff > s.eff THEN 2 ELSE 1 END) AS r
 ORDER BY s.pool_id, s.user_id
 """
 
@@ -123,9 +119,6 @@ MARKS = """
 SELECT $1::text AS tenant_id, max(seq) AS seq, recorded_at FROM events
 WHERE tenant_id = $1 AND seq <= $2 GROUP BY recorded_at
 """
-
-_INTERVAL_COLUMNS = ("tenant_id, pool_id, product_id, user_id, state, grants, priority, overage, suspended_until, "
-                     "valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason")
 
 
 # each pool's product (its PoolCreated, through the partial index on pool-level events)
