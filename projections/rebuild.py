@@ -76,6 +76,7 @@ class _Folds:
     licences: LicenceFold
     temporal: tp.Writer
     directory: rd.DirectoryFold
+    marks: dict[int, int] = field(default_factory=dict)   # recorded time (µs) -> last sequence (temporal_marks)
 
 
 async def _fold(conn, f: _Folds, events: list[dict], *, temporal: bool = True) -> None:
@@ -84,8 +85,11 @@ async def _fold(conn, f: _Folds, events: list[dict], *, temporal: bool = True) -
     that refolds its pair - are decoded as usual. `temporal=False`: the tail the temporal group feeds
     itself."""
     lean_ok, apply_raw, fold_raw, directory = tp.lean_ok, f.temporal.apply_raw, f.licences.apply_raw, f.directory
+    marks = f.marks
     for e in events:
         stream = e["stream"]
+        if temporal:
+            marks[e["recorded_us"]] = e["seq"]      # in sequence order: the last is the greatest
         if stream.startswith("pool-"):
             typ, sv, d, seq = e["type"], e["schema_version"], e["data"], e["seq"]
             eff = from_micros(e["effective_us"])
@@ -162,7 +166,7 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
         # folds (with a pool too small for it and the readers, it runs after the fold)
         folded = asyncio.Event()
         beside = pool.get_max_size() >= 3
-        temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, h0, check, folded,
+        temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, f.marks, h0, check, folded,
                                                            report.phases)) if beside else None
         try:
             report.events = await _fold_all(pool, conn, tenant, f, h0, progress, console,
@@ -172,8 +176,8 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
                 raise _Eager()
             folded.set()
             if temporal is None:
-                temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, h0, check, folded,
-                                                                   report.phases))
+                temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, f.marks, h0, check,
+                                                                   folded, report.phases))
             # the inline group beside the temporal group's tail and compare
             t1 = time.perf_counter()
             async with conn.transaction():

@@ -4,9 +4,9 @@
 It runs on its own connection and transaction from the start of the rebuild, beside the Python fold
 (projections/rebuild.py), so that PostgreSQL works while Python folds:
 1. the rows up to H0 that SQL can derive (projections/temporal_sql.py: the simple pairs' intervals,
-   every pair's sequences, the marks) go straight into their target while the fold runs;
-2. once the fold is done, the rows only Python makes (the refolded pairs' intervals, pools, term
-   changes; everything when SQL cannot read the ledger) are COPYed in, in key order;
+   every pair's sequences) go straight into their target while the fold runs;
+2. once the fold is done, the rows Python makes (the refolded pairs' intervals, pools, term changes,
+   the marks; everything when SQL cannot read the ledger) are COPYed in, in key order;
 3. the target is brought from H0 to the head by the catch-up's own code (`temporal.catch_up_run`),
    so the tail is folded exactly as live events are.
 The target is the live tables on a first build (no row for the tenant: nothing to compare, one bulk
@@ -24,6 +24,7 @@ import asyncpg
 from projections import temporal as tp
 from projections import temporal_sql as tsql
 from projections.rebuild_compare import Table, TableReport, compare_staged, filled_report, stage
+from projections.rebuild_read import from_micros
 
 TEMPORAL_TABLES = (
     Table("seat_intervals", ("pool_id", "user_id", "valid", "known"),
@@ -44,10 +45,12 @@ CATCH_UP_LAG = 100_000      # events the live temporal tables may lag and be cau
 _FILLED = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t.name} WHERE tenant_id = $1)" for t in TEMPORAL_TABLES)
 
 
-async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, h0: int, check: bool,
-                         folded: asyncio.Event, phases: dict[str, float]) -> tuple[list[TableReport], int]:
-    """`w`: the fold's Writer (lazy when SQL makes the simple pairs' rows), complete once `folded` is set.
-    The reports and the head the tables were brought to."""
+async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: dict[int, int], h0: int,
+                         check: bool, folded: asyncio.Event,
+                         phases: dict[str, float]) -> tuple[list[TableReport], int]:
+    """`w`: the fold's Writer (lazy when SQL makes the simple pairs' rows) and `marks` (recorded time in
+    µs -> the last sequence recorded then), complete once `folded` is set. The reports and the head the
+    tables were brought to."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             # the derivation sorts the seat events a few times: in memory, not in temporary files
@@ -64,7 +67,6 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, h0: int,
                     await stage(conn, t, [])
             if w.lazy:
                 await tsql.write(conn, tenant, h0, prefix)
-            await tsql.insert_marks(conn, tenant, h0, prefix + "temporal_marks")
             t1 = time.perf_counter()
             phases["temporal_sql"] = t1 - t0
             await folded.wait()
@@ -80,6 +82,8 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, h0: int,
                 await _copy(conn, prefix + "temporal_pairs", _BY_NAME["temporal_pairs"], w.pair_rows())
             await _copy(conn, prefix + "temporal_pools", _BY_NAME["temporal_pools"], w.pools)
             await _copy(conn, prefix + "temporal_pool_changes", _BY_NAME["temporal_pool_changes"], w.changes)
+            await _copy(conn, prefix + "temporal_marks", _BY_NAME["temporal_marks"],
+                        [(tenant, s, from_micros(us)) for us, s in marks.items()])
             if first:
                 await tp.set_checkpoint(conn, tenant, h0)
                 head = await tp.catch_up_locked(conn, tenant)          # the tail, as the catch-up folds it

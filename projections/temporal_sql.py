@@ -16,8 +16,8 @@ event by event, which set-based SQL can say directly:
 
 The other pairs (a backdated event or a correction refolds them) are folded in Python by the Writer
 in its lazy mode, which builds rows only for them (SQL makes rows for every pair; the caller replaces
-those); `temporal_pairs` and `temporal_marks` come from SQL for every pair. A ledger whose seat events
-SQL cannot read as the lean fold does (an older schema version, a seat event before its pool was
+those); `temporal_pairs` comes from SQL for every pair (`temporal_marks` from the fold). A ledger
+whose seat events SQL cannot read as the lean fold does (an older schema version, a seat event before its pool was
 created, a pool created twice) is folded wholly in Python: the lazy Writer notices (`unsafe`) and the
 rebuild starts again. Hypothesis tests hold both ways to the same rows (tests/test_temporal_sql.py).
 """
@@ -80,7 +80,8 @@ pairs AS (
 ),
 keyed AS (      -- temporal.lean_key, folded into one string (NULL: no seat)
   SELECT pool_id, user_id, seq, eff, type, reason,
-    CASE WHEN substr(start, 20, 1) IN ('a', 'q') THEN substr(st, 20) || '|' || substr(start, 21, 1) || '|' || substr(gp, 20) END
+    CASE WHEN substr(start, 20, 1) IN ('a', 'q')
+         THEN substr(st, 20) || '|' || substr(start, 21, 1) || '|' || substr(gp, 20) END
       AS key
   FROM run
 ),
@@ -114,13 +115,6 @@ FROM opened s, generate_series(1, CASE WHEN s.next_seq IS NOT NULL AND s.next_ef
 ORDER BY s.pool_id, s.user_id
 """
 
-# temporal_marks: per recorded time, the last sequence recorded then
-MARKS = """
-SELECT $1::text AS tenant_id, max(seq) AS seq, recorded_at FROM events
-WHERE tenant_id = $1 AND seq <= $2 GROUP BY recorded_at
-"""
-
-
 # each pool's product (its PoolCreated, through the partial index on pool-level events)
 _PRODUCTS = """
 SELECT coalesce(jsonb_object_agg(substr(stream, 6), data->>'product_id'), '{}')::text FROM events
@@ -138,7 +132,3 @@ async def write(conn, tenant: str, h0: int, prefix: str = "") -> str:
     sql = WRITE.replace("{pairs}", prefix + "temporal_pairs").replace("{intervals}", prefix + "seat_intervals")
     products = await conn.fetchval(_PRODUCTS, tenant, h0)
     return await conn.execute(sql, tenant, h0, _seat_types(), products)
-
-
-async def insert_marks(conn, tenant: str, h0: int, table: str) -> str:
-    return await conn.execute(f"INSERT INTO {table} (tenant_id, seq, recorded_at) {MARKS}", tenant, h0)
