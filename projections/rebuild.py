@@ -44,7 +44,7 @@ from projections import rebuild_directory as rd
 from projections import rebuild_licences as rl
 from projections import rebuild_temporal as rt
 from projections.rebuild_compare import (MAX_REPORTED, TableReport, compare_staged,  # noqa: F401
-                                         compare_swap, restage, stage)
+                                         compare_swap, empty_tables, restage, stage)
 from projections.rebuild_temporal import CATCH_UP_LAG, TEMPORAL_TABLES  # noqa: F401  (tests read them here)
 from projections.rebuild_licences import LicenceFold  # noqa: F401  (the lean fold's test imports it here)
 from projections.rebuild_read import from_micros, pages, read_page
@@ -225,9 +225,6 @@ async def _fold_all(pool, conn, tenant: str, f: _Folds, h0: int, progress: bool,
 # ---- the inline group (licence and directory tables) ---------------------------------------------------
 
 _INLINE = {t.name: t for t in (*rl.TABLES, *rd.TABLES)}
-# the inline tables with no live row for the tenant
-_EMPTY_TABLES = " UNION ALL ".join(f"SELECT '{t}' AS t WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE tenant_id = $1)"
-                                   for t in _INLINE)
 BULK_LOAD = 10_000      # rows into an empty live table: a swap long anyway, overlapped with the temporal group
 
 
@@ -238,7 +235,7 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool,
     tenant lock - except on a first build (BULK_LOAD rows or more for an empty live table), where the
     lock comes first and each empty table takes its rows by one COPY in key order straight in: that
     swap is a bulk load whose index work is long anyway, and staging it too would double it."""
-    empty = {r["t"] for r in await conn.fetch(_EMPTY_TABLES, tenant)}
+    empty = await empty_tables(conn, tenant, _INLINE.values())
     sizes = {"licence_seats": sum(len(p.seats) for p in f.licences.pools.values()),
              "scim_resources": len(f.directory.res)}
     if not check and any(sizes.get(t, 0) >= BULK_LOAD for t in empty):
@@ -262,17 +259,14 @@ async def _fold_tail(conn, tenant: str, f: _Folds, h0: int, head: int) -> list[d
     return tail
 
 
-async def _stage_inline(conn, tenant: str, f: _Folds, phases: dict[str, float]) -> dict[str, int]:
-    """The inline tables as of H0 put aside (no lock: appends go on meanwhile); rows per table."""
+async def _stage_inline(conn, tenant: str, f: _Folds, phases: dict[str, float]) -> None:
+    """The inline tables as of H0 put aside (no lock: appends go on meanwhile)."""
     t0 = time.perf_counter()
     rows = {**f.licences.records(tenant), **f.directory.tables()}
     phases["inline_rows"] = time.perf_counter() - t0
-    staged = {}
     for name, t in _INLINE.items():
-        staged[name] = len(rows[name])
         await stage(conn, t, rows.pop(name))
     phases["inline_stage"] = time.perf_counter() - t0 - phases["inline_rows"]
-    return staged
 
 
 async def _swap_inline(conn, tenant: str, f: _Folds, h0: int, head: int, check: bool) -> list[TableReport]:

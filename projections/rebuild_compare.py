@@ -126,13 +126,25 @@ async def restage(conn, table: Table, where: str | None, args: list, records: li
         await conn.copy_records_to_table(_side(table), records=records, columns=table.columns)
 
 
+async def empty_tables(conn, tenant: str, tables) -> set[str]:
+    """The names of `tables` that hold no row of `tenant` (one query)."""
+    sql = " UNION ALL ".join(f"SELECT '{t.name}' AS t WHERE NOT EXISTS (SELECT 1 FROM {t.name} WHERE tenant_id = $1)"
+                             for t in tables)
+    return {r["t"] for r in await conn.fetch(sql, tenant)}
+
+
+async def copy_in_key_order(conn, target: str, table: Table, records: list[tuple]) -> None:
+    """`records` COPYed into `target` (the table itself, or a table shaped like it) in key order: the
+    order of its indexes, half their work of the same rows in fold order."""
+    if records:
+        await conn.copy_records_to_table(target, records=table.sorted(records), columns=table.columns)
+
+
 async def compare_swap(conn, tenant: str, table: Table, records: list[tuple], *, check: bool) -> TableReport:
     """`stage` and `compare_staged` in one, except that a live table with no row for the tenant takes
     `records` by one COPY in key order straight into it (invisible until commit, no side table)."""
-    if not check and not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table.name} WHERE tenant_id = $1)",
-                                             tenant):
-        if records:
-            await conn.copy_records_to_table(table.name, records=table.sorted(records), columns=table.columns)
+    if not check and await empty_tables(conn, tenant, [table]):
+        await copy_in_key_order(conn, table.name, table, records)
         return await filled_report(conn, tenant, table)
     await stage(conn, table, records)
     return await compare_staged(conn, tenant, table, check=check)

@@ -23,7 +23,8 @@ import asyncpg
 
 from projections import temporal as tp
 from projections import temporal_sql as tsql
-from projections.rebuild_compare import Table, TableReport, compare_staged, filled_report, stage
+from projections.rebuild_compare import (Table, TableReport, compare_staged, copy_in_key_order, empty_tables,
+                                         filled_report, stage)
 from projections.rebuild_read import from_micros
 
 TEMPORAL_TABLES = (
@@ -37,12 +38,9 @@ TEMPORAL_TABLES = (
     Table("temporal_pool_changes", ("pool_id", "seq"), ("kind", "effective_at", "value")),
     Table("temporal_marks", ("seq",), ("recorded_at",)),
 )
-_BY_NAME = {t.name: t for t in TEMPORAL_TABLES}
 
 CATCH_UP_LAG = 100_000      # events the live temporal tables may lag and be caught up before the compare
 
-# whether any temporal table holds a row of the tenant (else a first build)
-_FILLED = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t.name} WHERE tenant_id = $1)" for t in TEMPORAL_TABLES)
 
 
 async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: dict[int, int], h0: int,
@@ -57,10 +55,10 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: d
             await conn.execute("SET LOCAL work_mem = '256MB'")
             t0 = time.perf_counter()
             first = False
-            if not check and not await conn.fetchval(_FILLED, tenant):
+            if not check and await _none_filled(conn, tenant):
                 await tp.lock(conn, tenant)
                 # a catch-up that committed rows before the lock makes this a compare after all
-                first = not await conn.fetchval(_FILLED, tenant)
+                first = await _none_filled(conn, tenant)
             prefix = "" if first else "rb_"
             if not first:
                 for t in TEMPORAL_TABLES:
@@ -77,13 +75,12 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: d
                     await conn.execute(f"DELETE FROM {prefix}seat_intervals s USING unnest($2::text[], $3::text[]) "
                                        "AS k(p, u) WHERE s.tenant_id = $1 AND s.pool_id = k.p AND s.user_id = k.u",
                                        tenant, [k[0] for k in refolded], [k[1] for k in refolded])
-            await _copy(conn, prefix + "seat_intervals", _BY_NAME["seat_intervals"], w.inserts())
+            python_rows = {"seat_intervals": w.inserts(), "temporal_pools": w.pools, "temporal_pool_changes": w.changes,
+                           "temporal_marks": [(tenant, s, from_micros(us)) for us, s in marks.items()]}
             if not w.lazy:
-                await _copy(conn, prefix + "temporal_pairs", _BY_NAME["temporal_pairs"], w.pair_rows())
-            await _copy(conn, prefix + "temporal_pools", _BY_NAME["temporal_pools"], w.pools)
-            await _copy(conn, prefix + "temporal_pool_changes", _BY_NAME["temporal_pool_changes"], w.changes)
-            await _copy(conn, prefix + "temporal_marks", _BY_NAME["temporal_marks"],
-                        [(tenant, s, from_micros(us)) for us, s in marks.items()])
+                python_rows["temporal_pairs"] = w.pair_rows()
+            for t in TEMPORAL_TABLES:
+                await copy_in_key_order(conn, prefix + t.name, t, python_rows.get(t.name, []))
             if first:
                 await tp.set_checkpoint(conn, tenant, h0)
                 head = await tp.catch_up_locked(conn, tenant)          # the tail, as the catch-up folds it
@@ -100,9 +97,9 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: d
     return reports, head
 
 
-async def _copy(conn, target: str, table: Table, records: list[tuple]) -> None:
-    if records:
-        await conn.copy_records_to_table(target, records=table.sorted(records), columns=table.columns)
+async def _none_filled(conn, tenant: str) -> bool:
+    """No temporal table holds a row of the tenant: a first build."""
+    return len(await empty_tables(conn, tenant, TEMPORAL_TABLES)) == len(TEMPORAL_TABLES)
 
 
 async def _catch_up_live(conn, tenant: str, after: int) -> int:

@@ -370,12 +370,9 @@ class Writer:
         return True
 
     def inserts(self) -> list[tuple]:
-        return self.finished + self.believed()
-
-    def believed(self) -> list[tuple]:
-        """The new rows of the touched pairs still believed (known open-ended)."""
-        return [self._record(p, r.iv, r.known_from, None) for p in self.touched.values() for r in p.rows
-                if not r.stored]
+        """The new rows: those whose belief ended within this run, then the touched pairs' still believed."""
+        return self.finished + [self._record(p, r.iv, r.known_from, None) for p in self.touched.values()
+                                for r in p.rows if not r.stored]
 
     def pair_rows(self) -> list[tuple]:
         return [(self.tenant, p.pool_id, p.user_id, p.seqs, p.last_eff) for p in self.touched.values()]
@@ -470,7 +467,8 @@ async def write(conn, tenant: str, w: Writer, *, prefix: str = "") -> None:
     if pairs:
         if prefix:      # a side table has no key to upsert on: the pairs' rows replaced
             await conn.execute(f"DELETE FROM {t}temporal_pairs s USING unnest($1::text[], $2::text[]) AS k(p, u) "
-                               "WHERE s.pool_id = k.p AND s.user_id = k.u", [p[1] for p in pairs], [p[2] for p in pairs])
+                               "WHERE s.pool_id = k.p AND s.user_id = k.u",
+                               [p[1] for p in pairs], [p[2] for p in pairs])
             await conn.copy_records_to_table(f"{t}temporal_pairs", records=pairs,
                                              columns=("tenant_id", "pool_id", "user_id", "seqs", "last_eff"))
         else:
