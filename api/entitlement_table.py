@@ -51,6 +51,10 @@ class _Table:
         self.verified = time.monotonic()
         self.last_change = 0.0
 
+    def mark_stale(self) -> None:
+        """Something was committed since it was read: the database answers until it is reloaded."""
+        self.stale, self.last_change = True, time.monotonic()
+
 
 class EntitlementTables:
     def __init__(self, pool, notifier):
@@ -89,7 +93,7 @@ class EntitlementTables:
         self._changes[tenant] = self._changes.get(tenant, 0) + 1
         t = self._tables.get(tenant)
         if t is not None and seq != t.seq:
-            t.stale, t.last_change = True, time.monotonic()
+            t.mark_stale()
 
     def _want(self, tenant: str, t: _Table | None) -> None:
         if tenant in self._loading or self.notifier is None or self.notifier.conn is None:
@@ -127,7 +131,7 @@ class EntitlementTables:
                     seats.setdefault(r["user_id"], []).append(r)
         t = _Table(seq, ids, names, pools, seats)
         if self._changes.get(tenant, 0) != seen:       # a commit was notified while we read
-            t.stale, t.last_change = True, time.monotonic()
+            t.mark_stale()
         self._tables[tenant] = t
         self.loads += 1
         self._start_verifier()
@@ -140,7 +144,7 @@ class EntitlementTables:
             self._changes[tenant] = self._changes.get(tenant, 0) + 1
             t = self._tables.get(tenant)
             if t is not None:
-                t.stale, t.last_change = True, time.monotonic()
+                t.mark_stale()
 
     def _start_verifier(self) -> None:
         if self._verifier is None or self._verifier.done():
@@ -166,7 +170,7 @@ class EntitlementTables:
                 if t is None:
                     continue
                 if heads.get(k, 0) != t.seq:
-                    t.stale, t.last_change = True, time.monotonic()
+                    t.mark_stale()
                 else:
                     t.verified = started
 

@@ -120,7 +120,7 @@ class _Session:
             try:
                 await self.conn.execute("BEGIN")
             except BaseException:
-                await self._discard()
+                await self.discard()
                 raise
         return self.conn
 
@@ -129,7 +129,7 @@ class _Session:
         try:
             await self.conn.execute("COMMIT; BEGIN")
         except BaseException:
-            await self._discard()
+            await self.discard()
             raise
 
     async def abort(self) -> None:
@@ -139,7 +139,7 @@ class _Session:
         try:
             await self.conn.execute("ROLLBACK")
         except BaseException:
-            await self._discard()
+            await self.discard()
             raise
         else:
             await self.release()
@@ -152,12 +152,12 @@ class _Session:
             if self.conn.is_in_transaction():
                 await self.conn.execute("ROLLBACK")
         except BaseException:
-            await self._discard()
+            await self.discard()
             raise
         conn, self.conn = self.conn, None
         await self.pool.release(conn)
 
-    async def _discard(self) -> None:
+    async def discard(self) -> None:
         """Terminated and handed back: a connection whose transaction state is unknown."""
         conn, self.conn = self.conn, None
         if conn is not None:
@@ -222,7 +222,7 @@ class CommandBus:
                     return
         finally:
             # still held here only when cancelled (or failed) mid-round-trip: its state is unknown
-            await session._discard()
+            await session.discard()
 
     async def _next_batch(self, tenant: str, q: collections.deque, session: _Session) -> None:
         batch = [q.popleft()]
