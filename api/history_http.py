@@ -371,7 +371,8 @@ async def cli_rebuild(args) -> int:
     out, bad = [], 0
     try:
         for t in [args.tenant] if args.tenant else await tenants(rt.pool):
-            rep = await rebuild_tenant(rt.pool, t, check=args.check, progress=True, console=console)
+            rep = await rebuild_tenant(rt.pool, t, check=args.check, progress=True, console=console,
+                                       owner=rt.dsns.migrate)
             out.append(rep)
             bad += not rep.ok
             if not args.json:

@@ -39,6 +39,7 @@ import asyncpg
 from ledger.events import decode
 from ledger.pii import ENVELOPE_KEY
 from ledger.store import lock_head
+from projections import rebuild_bulk as bulk
 from projections import temporal as tp
 from projections import rebuild_directory as rd
 from projections import rebuild_licences as rl
@@ -117,19 +118,21 @@ async def _fold(conn, f: _Folds, events: list[dict], *, temporal: bool = True) -
 # ---- driver -----------------------------------------------------------------------------------------
 
 async def rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool = False, progress: bool = False,
-                         console=None) -> Report:
+                         console=None, owner: str | None = None) -> Report:
+    """`owner`: the DSN of the tables' owner (the migrations' role), which lets a first build into
+    tables no tenant has a row in build their indexes after the load (projections/rebuild_bulk.py)."""
     # millions of small objects that live until the end: the cyclic collector would rescan them over
     # and over (they hold no cycles); it runs again when the rebuild is done
     gc_was = gc.isenabled()
     gc.disable()
     try:
         try:
-            return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console)
+            return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console, owner=owner)
         except _Eager:
             # a ledger SQL cannot read as the lean fold does (an older seat event version, a seat event
             # before its pool, a pool created twice): the temporal rows all from the Python fold
             return await _rebuild_tenant(pool, tenant, check=check, progress=progress, console=console,
-                                         lazy=False)
+                                         owner=owner, lazy=False)
     finally:
         if gc_was:
             gc.enable()
@@ -150,7 +153,7 @@ class _Eager(Exception):
 
 
 async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progress: bool, console,
-                          lazy: bool = True) -> Report:
+                          owner: str | None = None, lazy: bool = True) -> Report:
     """`lazy`: SQL makes the temporal rows of the pairs whose events came in order (the fold checks
     that SQL reads every seat event as it does, else it starts again with `lazy` False)."""
     if pool.get_max_size() < 2:
@@ -167,7 +170,7 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
         folded = asyncio.Event()
         beside = pool.get_max_size() >= 3
         temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, f.marks, h0, check, folded,
-                                                           report.phases)) if beside else None
+                                                           report.phases, owner)) if beside else None
         try:
             report.events = await _fold_all(pool, conn, tenant, f, h0, progress, console,
                                             readers=pool.get_max_size() - (2 if beside else 1), beside=temporal)
@@ -177,11 +180,12 @@ async def _rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool, progr
             folded.set()
             if temporal is None:
                 temporal = asyncio.ensure_future(rt.temporal_group(pool, tenant, f.temporal, f.marks, h0, check,
-                                                                   folded, report.phases))
+                                                                   folded, report.phases, owner))
             # the inline group beside the temporal group's tail and compare
             t1 = time.perf_counter()
-            async with conn.transaction():
-                report.tables, report.head = await _inline(conn, tenant, f, h0, check, report.phases)
+            async with bulk.owner_connection(owner, conn) as ic, ic.transaction():
+                report.tables, report.head = await _inline(ic, tenant, f, h0, check, report.phases,
+                                                           bulk_load=owner is not None)
             report.phases["inline"] = time.perf_counter() - t1
             tables, head = await temporal
             report.tables += tables
@@ -228,8 +232,8 @@ _INLINE = {t.name: t for t in (*rl.TABLES, *rd.TABLES)}
 BULK_LOAD = 10_000      # rows into an empty live table: a swap long anyway, overlapped with the temporal group
 
 
-async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool,
-                  phases: dict[str, float]) -> tuple[list[TableReport], int]:
+async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool, phases: dict[str, float],
+                  bulk_load: bool = False) -> tuple[list[TableReport], int]:
     """The inline tables rebuilt, compared and swapped (in the caller's transaction); the head. Their
     rows as of H0 are staged without a lock (appends go on) and only the tail is folded under the
     tenant lock - except on a first build (BULK_LOAD rows or more for an empty live table), where the
@@ -244,7 +248,15 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool,
         await _fold_tail(conn, tenant, f, h0, head)
         rows = {**f.licences.records(tenant), **f.directory.tables()}
         phases["inline_rows"] = time.perf_counter() - t0
-        return [await compare_swap(conn, tenant, t, rows.pop(name), check=check) for name, t in _INLINE.items()], head
+        # `bulk_load` (an owner connection): the big tables no tenant has a row in take their indexes after the rows
+        deferred = await bulk.defer(conn, [t for t in _INLINE if t in empty and len(rows[t]) >= bulk.BULK_ROWS]) \
+            if bulk_load else None
+        reports = [await compare_swap(conn, tenant, t, rows.pop(name), check=check) for name, t in _INLINE.items()]
+        if deferred is not None:
+            t1 = time.perf_counter()
+            await deferred.build(conn)
+            phases["inline_indexes"] = time.perf_counter() - t1
+        return reports, head
     await _stage_inline(conn, tenant, f, phases)
     head = (await lock_head(conn, tenant)).seq
     return await _swap_inline(conn, tenant, f, h0, head, check), head

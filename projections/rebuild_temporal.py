@@ -21,6 +21,7 @@ import time
 
 import asyncpg
 
+from projections import rebuild_bulk as bulk
 from projections import temporal as tp
 from projections import temporal_sql as tsql
 from projections.rebuild_compare import (Table, TableReport, compare_staged, copy_in_key_order, empty_tables,
@@ -44,15 +45,17 @@ CATCH_UP_LAG = 100_000      # events the live temporal tables may lag and be cau
 
 
 async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: dict[int, int], h0: int,
-                         check: bool, folded: asyncio.Event,
-                         phases: dict[str, float]) -> tuple[list[TableReport], int]:
+                         check: bool, folded: asyncio.Event, phases: dict[str, float],
+                         owner: str | None = None) -> tuple[list[TableReport], int]:
     """`w`: the fold's Writer (lazy when SQL makes the simple pairs' rows) and `marks` (recorded time in
-    µs -> the last sequence recorded then), complete once `folded` is set. The reports and the head the
-    tables were brought to."""
-    async with pool.acquire() as conn:
+    µs -> the last sequence recorded then), complete once `folded` is set. `owner`: the tables' owner's
+    DSN (a first build into tables no tenant has a row in then builds their indexes after the load,
+    projections/rebuild_bulk.py). The reports and the head the tables were brought to."""
+    async with bulk.owner_connection(owner, pool) as conn:
         async with conn.transaction():
-            # the derivation sorts the seat events a few times: in memory, not in temporary files
-            await conn.execute("SET LOCAL work_mem = '256MB'")
+            # the derivation sorts the seat events a few times: in memory, not in temporary files;
+            # it is one long statement of sorts and inserts, which JIT compiling (a second or more) cannot speed
+            await conn.execute("SET LOCAL work_mem = '256MB'; SET LOCAL jit = off")
             t0 = time.perf_counter()
             first = False
             if not check and await _none_filled(conn, tenant):
@@ -60,6 +63,9 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: d
                 # a catch-up that committed rows before the lock makes this a compare after all
                 first = await _none_filled(conn, tenant)
             prefix = "" if first else "rb_"
+            deferred = None
+            if first and owner is not None and h0 >= bulk.BULK_ROWS:
+                deferred = await bulk.defer(conn, [t.name for t in TEMPORAL_TABLES])
             if not first:
                 for t in TEMPORAL_TABLES:
                     await stage(conn, t, [])
@@ -81,6 +87,10 @@ async def temporal_group(pool: asyncpg.Pool, tenant: str, w: tp.Writer, marks: d
                 python_rows["temporal_pairs"] = w.pair_rows()
             for t in TEMPORAL_TABLES:
                 await copy_in_key_order(conn, prefix + t.name, t, python_rows.get(t.name, []))
+            if deferred is not None:        # before the tail: the catch-up looks rows up by them
+                t3 = time.perf_counter()
+                await deferred.build(conn)
+                phases["temporal_indexes"] = time.perf_counter() - t3
             if first:
                 await tp.set_checkpoint(conn, tenant, h0)
                 head = await tp.catch_up_locked(conn, tenant)          # the tail, as the catch-up folds it

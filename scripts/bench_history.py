@@ -188,7 +188,7 @@ async def main() -> dict:
             print(json.dumps(res))
             return res
 
-        rb = await rebuild_tenant(pool, TENANT)
+        rb = await rebuild_tenant(pool, TENANT, owner=d.migrate)     # as `seatledger rebuild` runs it
         res["rebuild_s"] = round(rb.seconds, 2)
         res["rebuild_events_per_s"] = round(n / rb.seconds)            # the whole ledger, per second
         res["rebuild_pool_events_per_s"] = round(rb.events / rb.seconds)   # the events it folds
