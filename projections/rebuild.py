@@ -26,6 +26,9 @@ key, only those rows rewritten - nothing half-built is visible). Two groups, on 
   On a first build (an empty live table) the lock comes first and the rows go straight in.
 No write is lost: whatever commits after the swap is folded by the write path (inline tables) or by
 the next catch-up (temporal tables).
+Given the owner's DSN (`seatledger rebuild`, the benchmark), each group's transaction runs on an owner
+connection, and a first build into tables no tenant has a row in loads them bare and builds their
+indexes after the rows (projections/rebuild_bulk.py).
 """
 from __future__ import annotations
 
