@@ -254,7 +254,9 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool, phases: di
         # `bulk_load` (an owner connection): the big tables no tenant has a row in take their indexes after the rows
         deferred = await bulk.defer(conn, [t for t in _INLINE if t in empty and len(rows[t]) >= bulk.BULK_ROWS]) \
             if bulk_load else None
-        reports = [await compare_swap(conn, tenant, t, rows.pop(name), check=check) for name, t in _INLINE.items()]
+        bare = set(deferred.tables) if deferred is not None else set()
+        reports = [await compare_swap(conn, tenant, t, rows.pop(name), check=check, ordered=name not in bare)
+                   for name, t in _INLINE.items()]
         if deferred is not None:
             t1 = time.perf_counter()
             await deferred.build(conn)

@@ -133,18 +133,22 @@ async def empty_tables(conn, tenant: str, tables) -> set[str]:
     return {r["t"] for r in await conn.fetch(sql, tenant)}
 
 
-async def copy_in_key_order(conn, target: str, table: Table, records: list[tuple]) -> None:
+async def copy_in_key_order(conn, target: str, table: Table, records: list[tuple], ordered: bool = True) -> None:
     """`records` COPYed into `target` (the table itself, or a table shaped like it) in key order: the
-    order of its indexes, half their work of the same rows in fold order."""
+    order of its indexes, half their work of the same rows in fold order (`ordered` False: a table
+    without indexes, which gains nothing from the sort)."""
     if records:
-        await conn.copy_records_to_table(target, records=table.sorted(records), columns=table.columns)
+        await conn.copy_records_to_table(target, records=table.sorted(records) if ordered else records,
+                                         columns=table.columns)
 
 
-async def compare_swap(conn, tenant: str, table: Table, records: list[tuple], *, check: bool) -> TableReport:
+async def compare_swap(conn, tenant: str, table: Table, records: list[tuple], *, check: bool,
+                       ordered: bool = True) -> TableReport:
     """`stage` and `compare_staged` in one, except that a live table with no row for the tenant takes
-    `records` by one COPY in key order straight into it (invisible until commit, no side table)."""
+    `records` by one COPY in key order straight into it (invisible until commit, no side table);
+    `ordered` False: in any order (its indexes are built after the load)."""
     if not check and await empty_tables(conn, tenant, [table]):
-        await copy_in_key_order(conn, table.name, table, records)
+        await copy_in_key_order(conn, table.name, table, records, ordered)
         return await filled_report(conn, tenant, table)
     await stage(conn, table, records)
     return await compare_staged(conn, tenant, table, check=check)
