@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from ledger.canonical import from_micros
 from ledger.events import decode
 from ledger.pii import ENVELOPE_KEY
 from ledger.store import lock_head
@@ -51,7 +52,7 @@ from projections.rebuild_compare import (MAX_REPORTED, TableReport, compare_stag
                                          compare_swap, empty_tables, restage, stage)
 from projections.rebuild_temporal import CATCH_UP_LAG, TEMPORAL_TABLES  # noqa: F401  (tests read them here)
 from projections.rebuild_licences import LicenceFold  # noqa: F401  (the lean fold's test imports it here)
-from projections.rebuild_read import from_micros, pages, read_page
+from projections.rebuild_read import pages, read_page
 
 _DIRECTORY_STREAMS = ("user-", "group-", "scim-extension-", "erasure-")
 

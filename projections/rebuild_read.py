@@ -9,7 +9,6 @@ verify` does that). Pages are read ahead on other connections of the pool while 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import asyncpg
@@ -17,13 +16,8 @@ import orjson
 
 PAGE = 50_000
 READERS = 2
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PAGE_SQL = ("SELECT string_agg(canonical, ','::bytea ORDER BY seq) FROM events "
              "WHERE tenant_id = $1 AND seq > $2 AND seq <= $3")
-
-
-def from_micros(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 async def read_page(conn, tenant: str, after: int, upto: int) -> list[dict]:

@@ -26,7 +26,7 @@ from projections import temporal as tp
 from projections import temporal_sql as tsql
 from projections.rebuild_compare import (Table, TableReport, compare_staged, copy_in_key_order, empty_tables,
                                          filled_report, stage)
-from projections.rebuild_read import from_micros
+from ledger.canonical import from_micros
 
 TEMPORAL_TABLES = (
     Table("seat_intervals", ("pool_id", "user_id", "valid", "known"),
