@@ -58,21 +58,23 @@ class Deferred:
 
 async def defer(conn, tables: list[str]) -> Deferred | None:
     """In the caller's transaction, on an owner connection: those of `tables` that hold no row are
-    locked and lose their indexes until `Deferred.build`; None (nothing changed) when all hold rows,
-    one is busy, or the role may not drop their indexes."""
+    locked and lose their indexes until `Deferred.build`; None (nothing changed, no lock kept) when all
+    hold rows, one is busy or fills meanwhile, or the role may not drop their indexes."""
+    # only the tables that look empty are locked: an exclusive lock on a table other tenants use would
+    # hold up their reads and writes for the whole load
+    tables = [t for t, f in zip(tables, await _filled(conn, tables)) if not f]
     if not tables:
         return None
     try:
         async with conn.transaction():          # a savepoint: a refusal leaves the caller's transaction as it was
             await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            # the lock first, then the check: no row can arrive between them
             await conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
             await conn.execute("SET LOCAL lock_timeout TO DEFAULT")
-            filled = await conn.fetchrow("SELECT " + ", ".join(f"EXISTS (SELECT 1 FROM {t})" for t in tables))
-            d = Deferred([t for t, f in zip(tables, filled) if not f])
-            if not d.tables:
+            # again under the lock (no row can arrive now): one that filled meanwhile gives the locks up
+            if any(await _filled(conn, tables)):
                 raise _Refused()
-            for r in await conn.fetch(_INDEXES, d.tables):
+            d = Deferred(tables)
+            for r in await conn.fetch(_INDEXES, tables):
                 if r["conname"]:
                     await conn.execute(f'ALTER TABLE {r["tbl"]} DROP CONSTRAINT "{r["conname"]}"')
                     d.builds.append(f'ALTER TABLE {r["tbl"]} ADD CONSTRAINT "{r["conname"]}" {r["condef"]}')
@@ -82,9 +84,14 @@ async def defer(conn, tables: list[str]) -> Deferred | None:
             return d
     except _Refused:
         return None
-    except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as exc:
+    except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError, asyncpg.InsufficientPrivilegeError) as exc:
         log.info("bulk load of %s with its indexes kept up: %s", ", ".join(tables), exc)
         return None
+
+
+async def _filled(conn, tables: list[str]) -> list[bool]:
+    """Whether each table holds a row (of any tenant)."""
+    return list(await conn.fetchrow("SELECT " + ", ".join(f"EXISTS (SELECT 1 FROM {t})" for t in tables)))
 
 
 class _Refused(Exception):

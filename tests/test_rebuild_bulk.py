@@ -140,10 +140,22 @@ async def test_no_deferral_for_a_table_another_tenant_has_rows_in(fresh, monkeyp
     async with pool.acquire() as conn:
         held = {t for t in (*INLINE, *TABLES) if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {t})")}
     assert {"seat_intervals", "licence_seats", "scim_resources"} <= held
-    seen = deferrals(monkeypatch)
+    seen, locked = deferrals(monkeypatch), set()
+    real = bulk.defer
+
+    async def and_locks(conn, tables):          # what is held exclusively once the load begins
+        got = await real(conn, tables)
+        async with pool.acquire() as other:
+            locked.update(await other.fetchval(
+                "SELECT coalesce(array_agg(relation::regclass::text), '{}') FROM pg_locks "
+                "WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL AND granted"))
+        return got
+
+    monkeypatch.setattr(bulk, "defer", and_locks)
     await rebuild_tenant(pool, tenant, owner=d.migrate)
     deferred = {t for _, got in seen for t in (got or ())}
     assert seen and not deferred & held         # (a table no tenant has a row in yet may still be)
+    assert not locked & held, locked            # the other tenant's tables stay readable and writable
     assert (await rebuild_tenant(pool, tenant, check=True)).ok
     assert (await rebuild_tenant(pool, other, check=True)).ok
 
