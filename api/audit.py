@@ -23,6 +23,7 @@ from ledger.signing import Signer
 
 from . import audit_export
 from .app import RUNTIME, scopes
+from .json_api import json_error, json_response
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ class BadParam(Exception):
 
 
 def _bad(exc: BadParam) -> web.Response:
-    return web.json_response({"error": f"invalid parameter {exc.name}: {exc.detail}", "field": exc.name,
-                              "status": 400}, status=400)
+    return json_error(400, f"invalid parameter {exc.name}: {exc.detail}", field=exc.name)
 
 
 def _params(request: web.Request, allowed: frozenset) -> dict[str, str]:
@@ -176,7 +176,7 @@ async def query_events(request: web.Request) -> web.Response:
     rows = rows[:limit]
     body = {"tenant": tenant, "events": [_event_json(r) for r in rows],
             "next_cursor": _encode_cursor(rows[-1]["seq"], fp) if more else None}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return json_response(body)
 
 
 @scopes("auditor", "admin")

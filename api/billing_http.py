@@ -16,8 +16,6 @@ Money is minor units as strings; never floats.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from aiohttp import web
 
@@ -28,34 +26,19 @@ from projections.billing import canonical_bytes, to_csv
 from projections.billing_source import (UnknownTenant, adjustment_report, invoice_at, parse_period,
                                         resolve_known_at)
 
+from .json_api import Refused, json_error, json_object, json_response
+
 SCOPES = ("billing",)
-
-
-def _json(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
-
-
-def _error(status: int, detail: str, field: str | None = None, code: str | None = None, **extra) -> web.Response:
-    body = {"error": detail, "status": status, **extra}
-    if field:
-        body["field"] = field
-    if code:
-        body["code"] = code
-    return _json(body, status)
-
-
-class _Bad(Exception):
-    def __init__(self, response: web.Response):
-        self.response = response
 
 
 def _int(value, field: str, required: bool = False) -> int | None:
     if value is None or value == "":
         if required:
-            raise _Bad(_error(400, f"{field} is required", field=field, code="invalidValue"))
+            raise Refused(json_error(400, f"{field} is required", field=field, code="invalidValue"))
         return None
     if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
-        raise _Bad(_error(400, f"{field} is a positive integer (a tenant sequence)", field=field, code="invalidValue"))
+        raise Refused(json_error(400, f"{field} is a positive integer (a tenant sequence)", field=field,
+                                 code="invalidValue"))
     return int(value)
 
 
@@ -63,21 +46,15 @@ def _period(value) -> str:
     try:
         parse_period(value if isinstance(value, str) else "")
     except ValueError as exc:
-        raise _Bad(_error(400, str(exc), field="period", code="invalidValue")) from None
+        raise Refused(json_error(400, str(exc), field="period", code="invalidValue")) from None
     return value
 
 
 async def _body(request: web.Request, allowed: set[str]) -> dict:
-    try:
-        raw = await request.read()
-        data = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise _Bad(_error(400, f"malformed JSON: {exc}", code="invalidSyntax")) from None
-    if not isinstance(data, dict):
-        raise _Bad(_error(400, "the body must be a JSON object", code="invalidSyntax"))
+    data = await json_object(request)
     for k in data:
         if k not in allowed:
-            raise _Bad(_error(400, f"{k}: unknown field", field=k, code="invalidValue"))
+            raise Refused(json_error(400, f"{k}: unknown field", field=k, code="invalidValue"))
     return data
 
 
@@ -97,17 +74,17 @@ def _guard(fn):
     async def handle(request: web.Request) -> web.Response:
         try:
             return await fn(request)
-        except _Bad as bad:
+        except Refused as bad:
             return bad.response
         except UnknownTenant:
-            return _error(404, "no such tenant", code="notFound")
+            return json_error(404, "no such tenant", code="notFound")
         except ValueError as exc:          # knownAt out of range, from > to
-            return _error(400, str(exc), code="invalidValue")
+            return json_error(400, str(exc), code="invalidValue")
         except CommandRejected as exc:
-            return _error(exc.status, exc.detail, exc.extra.get("field"), exc.code,
-                          **{k: v for k, v in exc.extra.items() if k != "field"})
+            return json_error(exc.status, exc.detail, exc.extra.get("field"), exc.code,
+                              **{k: v for k, v in exc.extra.items() if k != "field"})
         except ConcurrencyError:
-            return _error(409, "concurrent change, retry", code="conflict")
+            return json_error(409, "concurrent change, retry", code="conflict")
     handle.scopes = SCOPES
     handle.__name__ = fn.__name__
     return handle
@@ -139,7 +116,8 @@ async def issue_note(rt, tenant: str, period: str, k1: int | None, k2: int | Non
                 "SELECT coalesce(data->>'to_known_at', data->>'known_at')::bigint FROM events "
                 "WHERE tenant_id = $1 AND stream = $2 ORDER BY seq DESC LIMIT 1", tenant, f"billing-{period}")
             if frm is None:
-                raise _Bad(_error(409, f"no invoice issued for {period}: name `from`", field="from", code="notIssued"))
+                raise Refused(json_error(409, f"no invoice issued for {period}: name `from`", field="from",
+                                         code="notIssued"))
         return await adjustment_report(conn, tenant, period, frm, to)
 
     rep = await _read(rt.pool, report)
@@ -164,7 +142,7 @@ async def get_invoice(request: web.Request) -> web.Response:
     known_at = _int(q.get("knownAt"), "knownAt")
     fmt = q.get("format", "json")
     if fmt not in ("json", "csv"):
-        return _error(400, "format is json or csv", field="format", code="invalidValue")
+        return json_error(400, "format is json or csv", field="format", code="invalidValue")
     inv = await _read(_rt(request).pool, invoice_at, request.match_info["tenant"], period, known_at)
     if fmt == "csv":
         return web.Response(body=to_csv(inv).encode(), content_type="text/csv", charset="utf-8",
@@ -182,10 +160,10 @@ async def post_invoice(request: web.Request) -> web.Response:
     known_at = _int(b.get("knownAt"), "knownAt")
     reissue = b.get("reissue", False)
     if not isinstance(reissue, bool):
-        return _error(400, "reissue is a boolean", field="reissue", code="invalidValue")
+        return json_error(400, "reissue is a boolean", field="reissue", code="invalidValue")
     res = await issue_invoice(_rt(request), request.match_info["tenant"], period, known_at, reissue=reissue,
                               metadata=_meta(request), idempotency_key=request.headers.get("Idempotency-Key"))
-    return _json(res, 201)
+    return json_response(res, 201)
 
 
 @_guard
@@ -199,7 +177,7 @@ async def list_invoices(request: web.Request) -> web.Response:
     rows = await _read(_rt(request).pool, fetch)
     items = [{"seq": r["seq"], "type": r["type"], "recordedAt": r["recorded_at"].isoformat(), **orjson.loads(r["data"])}
              for r in rows]
-    return _json({"period": period, "items": items})
+    return json_response({"period": period, "items": items})
 
 
 @_guard
@@ -213,7 +191,7 @@ async def get_adjustments(request: web.Request) -> web.Response:
         to = await resolve_known_at(conn, request.match_info["tenant"], k2)
         await resolve_known_at(conn, request.match_info["tenant"], k1)
         return await adjustment_report(conn, request.match_info["tenant"], period, k1, to)
-    return _json(await _read(_rt(request).pool, report))
+    return json_response(await _read(_rt(request).pool, report))
 
 
 @_guard
@@ -223,7 +201,7 @@ async def post_adjustment(request: web.Request) -> web.Response:
     res = await issue_note(_rt(request), request.match_info["tenant"], period, _int(b.get("from"), "from"),
                            _int(b.get("to"), "to"), metadata=_meta(request),
                            idempotency_key=request.headers.get("Idempotency-Key"))
-    return _json(res, 201)
+    return json_response(res, 201)
 
 
 def setup(app: web.Application) -> None:

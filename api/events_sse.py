@@ -19,6 +19,8 @@ from aiohttp_sse import sse_response
 
 from ledger.subscription import Wakeups
 
+from .json_api import json_error
+
 log = logging.getLogger(__name__)
 SEAT_TYPES = ["SeatAssigned", "SeatQueued", "SeatGrantsChanged", "SeatSuspended", "SeatResumed", "SeatReleased",
               "SeatDequeued", "LicenceExpired", "SeatEndCorrected", "SeatStartCorrected"]
@@ -46,7 +48,7 @@ async def licence_events(request: web.Request) -> web.StreamResponse:
     try:
         after = int(raw) if raw is not None else None
     except ValueError:
-        return web.json_response({"error": "Last-Event-ID / after is a sequence number", "field": "after"}, status=400)
+        return json_error(400, "Last-Event-ID / after is a sequence number", field="after")
     notifier = request.app[NOTIFIER]
     wake = notifier.subscribe(tenant)
     try:

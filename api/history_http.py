@@ -32,6 +32,7 @@ from ledger import replay
 from projections import temporal as tp
 
 from .app import RUNTIME
+from .json_api import json_error, json_response
 
 SCOPES = ("auditor", "admin")
 MAX_LIMIT = 1000
@@ -41,10 +42,6 @@ class BadParam(Exception):
     def __init__(self, name: str, detail: str):
         super().__init__(detail)
         self.name, self.detail = name, detail
-
-
-def _json(data, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def parse_time(name: str, s: str) -> datetime:
@@ -104,8 +101,7 @@ def handler(fn):
         try:
             return await fn(request)
         except BadParam as exc:
-            return _json({"error": f"invalid parameter {exc.name}: {exc.detail}", "field": exc.name,
-                          "status": 400}, 400)
+            return json_error(400, f"invalid parameter {exc.name}: {exc.detail}", field=exc.name)
     wrapped.scopes = SCOPES
     return wrapped
 
@@ -161,7 +157,7 @@ async def holders(request: web.Request) -> web.Response:
     body = {**_meta(tenant, as_of, known, k), "total": total, "holders": rows, "next_cursor": None}
     if len(rows) == limit:
         body["next_cursor"] = _cursor_out(rows[-1]["user_id"], rows[-1]["pool_id"])
-    return _json(body)
+    return json_response(body)
 
 
 @handler
@@ -244,22 +240,22 @@ def absent_detail(kind: str, rid: str, res: replay.AsOf, as_of: datetime, known)
 @handler
 async def user_licences(request: web.Request) -> web.Response:
     as_of, known = when_params(request)
-    return _json(await licences_at(request.app[RUNTIME].pool, request.match_info["tenant"],
-                                   request.match_info["user"], as_of, known, _engine(request)))
+    return json_response(await licences_at(request.app[RUNTIME].pool, request.match_info["tenant"],
+                                           request.match_info["user"], as_of, known, _engine(request)))
 
 
 @handler
 async def usage(request: web.Request) -> web.Response:
     as_of, known = when_params(request)
-    return _json(await usage_at(request.app[RUNTIME].pool, request.match_info["tenant"], as_of, known,
-                                _engine(request)))
+    return json_response(await usage_at(request.app[RUNTIME].pool, request.match_info["tenant"], as_of, known,
+                                        _engine(request)))
 
 
 @handler
 async def user_timeline(request: web.Request) -> web.Response:
     _, known = when_params(request)
-    return _json(await user_timeline_of(request.app[RUNTIME].pool, request.match_info["tenant"],
-                                        request.match_info["user"], known))
+    return json_response(await user_timeline_of(request.app[RUNTIME].pool, request.match_info["tenant"],
+                                                request.match_info["user"], known))
 
 
 @handler
@@ -272,7 +268,7 @@ async def pool_timeline(request: web.Request) -> web.Response:
                                     request.match_info["pool"], known, limit, after)
     if body["next_cursor"]:
         body["next_cursor"] = _cursor_out(*body["next_cursor"])
-    return _json(body)
+    return json_response(body)
 
 
 def resource_body(kind: str, rid: str, res: replay.AsOf, as_of: datetime, known) -> dict:
@@ -289,7 +285,7 @@ async def _resource(request: web.Request, kind: str) -> web.Response:
     tenant, rid = request.match_info["tenant"], request.match_info["id"]
     as_of, known = when_params(request)
     res = await replay.resource_at(request.app[RUNTIME].store, tenant, kind, rid, as_of, known)
-    return _json(resource_body(kind, rid, res, as_of, known), 200 if res.status == "ok" else 404)
+    return json_response(resource_body(kind, rid, res, as_of, known), 200 if res.status == "ok" else 404)
 
 
 @handler

@@ -5,7 +5,6 @@ Validation errors are 400s naming the field; a command's refusal keeps its statu
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -18,21 +17,9 @@ from projections.licences import terms_cached
 
 from .app import PRINCIPAL, RUNTIME
 from .entitlement_table import EntitlementTables
+from .json_api import Refused, json_error, json_object, json_response
 
 ENTITLEMENT_TABLES = web.AppKey("entitlement_tables", EntitlementTables)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, detail: str, field: str | None = None, code: str | None = None) -> web.Response:
-    body = {"error": detail, "status": status}
-    if field:
-        body["field"] = field
-    if code:
-        body["code"] = code
-    return _json(body, status)
 
 
 class _Body(BaseModel):
@@ -101,36 +88,26 @@ class CorrectionIn(_Body):
 
 def _correction(mi, b: CorrectionIn):
     if (b.ended_at is None) == (b.started_at is None):
-        raise _Bad(_error(400, "give exactly one of ended_at or started_at", field="ended_at", code="invalidValue"))
+        raise Refused(json_error(400, "give exactly one of ended_at or started_at", field="ended_at",
+                                 code="invalidValue"))
     if b.ended_at is not None:
         return la.CorrectSeatEnd(mi["pool"], b.user_id, b.ended_at, b.reason)
     return la.CorrectSeatStart(mi["pool"], b.user_id, b.started_at, b.reason)
 
 
 async def _body(request: web.Request, model: type[_Body]):
-    try:
-        raw = await request.read()
-        data = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise _Bad(_error(400, f"malformed JSON: {exc}", code="invalidSyntax")) from None
-    if not isinstance(data, dict):
-        raise _Bad(_error(400, "the body must be a JSON object", code="invalidSyntax"))
+    data = await json_object(request)
     try:
         m = model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or None
-        raise _Bad(_error(400, f"{field}: {err['msg']}", field=field, code="invalidValue")) from None
+        raise Refused(json_error(400, f"{field}: {err['msg']}", field=field, code="invalidValue")) from None
     for k, v in m.__dict__.items():
         if isinstance(v, datetime) and v.tzinfo is None:
-            raise _Bad(_error(400, f"{k}: a time zone is required (e.g. 2026-12-01T00:00:00Z)", field=k,
-                              code="invalidValue"))
+            raise Refused(json_error(400, f"{k}: a time zone is required (e.g. 2026-12-01T00:00:00Z)", field=k,
+                                     code="invalidValue"))
     return m
-
-
-class _Bad(Exception):
-    def __init__(self, response: web.Response):
-        self.response = response
 
 
 async def _run(request: web.Request, command) -> web.Response:
@@ -141,15 +118,15 @@ async def _run(request: web.Request, command) -> web.Response:
             "actor": principal.actor, "source": "admin", "request_id": request.get("request_id")},
             idempotency_key=request.headers.get("Idempotency-Key"))
     except CommandRejected as exc:
-        resp = _error(exc.status, exc.detail, exc.extra.get("field"), exc.code)
+        resp = json_error(exc.status, exc.detail, exc.extra.get("field"), exc.code)
         if "instant" in exc.extra:      # the instant a pool was full, for a refused correction
             body = orjson.loads(resp.body)
             body["instant"] = exc.extra["instant"]
-            return _json(body, exc.status)
+            return json_response(body, exc.status)
         return resp
     except ConcurrencyError:
-        return _error(409, "concurrent change, retry", code="conflict")
-    return _json(result, 200)
+        return json_error(409, "concurrent change, retry", code="conflict")
+    return json_response(result, 200)
 
 
 def _handler(model, make):
@@ -157,7 +134,7 @@ def _handler(model, make):
         try:
             body = await _body(request, model) if model else None
             command = make(request.match_info, body)
-        except _Bad as bad:
+        except Refused as bad:
             return bad.response
         return await _run(request, command)
     handle.scopes = ("admin",)
@@ -186,7 +163,7 @@ async def list_pools(request: web.Request) -> web.Response:
                     "term_start": t.term_start.isoformat(), "term_end": t.term_end_at(now).isoformat(),
                     "in_term": t.in_term(now), "held": r["held"], "waiting": r["waiting"],
                     "overage_policy": t.overage_policy, "billing_mode": t.billing_mode, "currency": t.currency})
-    return _json({"pools": out})
+    return json_response({"pools": out})
 
 
 list_pools.scopes = ("admin", "auditor")
@@ -195,18 +172,18 @@ list_pools.scopes = ("admin", "auditor")
 async def holders(request: web.Request) -> web.Response:
     state = request.query.get("state", "active")
     if state not in ("active", "waiting", "suspended"):
-        return _error(400, "state is active, waiting or suspended", field="state")
+        return json_error(400, "state is active, waiting or suspended", field="state")
     try:
         limit = min(int(request.query.get("limit", "1000")), 10_000)
         after = request.query.get("after", "")
     except ValueError:
-        return _error(400, "limit is an integer", field="limit")
+        return json_error(400, "limit is an integer", field="limit")
     order = "priority, requested_at, user_id" if state == "waiting" else "user_id"
     rows = await _fetch(request, "SELECT user_id, state, grants, priority, since, requested_at, overage, suspended_until "
                         "FROM licence_seats WHERE tenant_id = $1 AND pool_id = $2 AND state = $3 "
                         f"AND ($4 = '' OR user_id > $4 OR $3 = 'waiting') ORDER BY {order} LIMIT $5",
                         request.match_info["pool"], state, after, limit)
-    return _json({"pool_id": request.match_info["pool"], "state": state, "items": [_seat(r) for r in rows]})
+    return json_response({"pool_id": request.match_info["pool"], "state": state, "items": [_seat(r) for r in rows]})
 
 
 holders.scopes = ("admin", "auditor")
@@ -223,8 +200,9 @@ async def user_licences(request: web.Request) -> web.Response:
                         "s.requested_at, s.overage, s.suspended_until FROM licence_seats s JOIN licence_pools p "
                         "ON p.tenant_id = s.tenant_id AND p.pool_id = s.pool_id WHERE s.tenant_id = $1 "
                         "AND s.user_id = $2 ORDER BY s.pool_id", request.match_info["user"])
-    return _json({"user_id": request.match_info["user"],
-                  "licences": [{"pool_id": r["pool_id"], "product_id": r["product_id"], **_seat(r)} for r in rows]})
+    return json_response({"user_id": request.match_info["user"],
+                          "licences": [{"pool_id": r["pool_id"], "product_id": r["product_id"], **_seat(r)}
+                                       for r in rows]})
 
 
 user_licences.scopes = ("admin", "auditor")
@@ -249,7 +227,7 @@ async def entitlement(request: web.Request) -> web.Response:
     once per connection); no per-request imports, orjson."""
     product = request.query.get("product")
     if not product:
-        return _error(400, "product is required", field="product")
+        return json_error(400, "product is required", field="product")
     mi = request.match_info
     tenant, who = mi["tenant"], mi["user"]
     now = datetime.now(timezone.utc)
@@ -278,7 +256,7 @@ async def entitlement(request: web.Request) -> web.Response:
         best = dict(_NO_LICENCE)
     best["product"] = product
     best["checked_at"] = now.isoformat()
-    return _json(best)
+    return json_response(best)
 
 
 def _over(r, now: datetime) -> int:

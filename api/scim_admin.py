@@ -8,17 +8,13 @@ api/failed_requests.py for what is kept (no bodies, no personal values).
 """
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from .failed_requests import FAILURES
+from .json_api import json_error, json_response
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-
-def _json(data, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -39,11 +35,11 @@ async def list_failures(request: web.Request) -> web.Response:
         limit = _int_param(request, "limit") or DEFAULT_LIMIT
         before = _int_param(request, "before")
     except ValueError as e:
-        return _json({"error": str(e), "status": 400, "field": str(e).split()[0]}, 400)
+        return json_error(400, str(e), field=str(e).split()[0])
     limit = min(limit, MAX_LIMIT)
     rows = await request.app[FAILURES].list(request.match_info["tenant"], limit, before)
     nxt = rows[-1]["id"] if len(rows) == limit else None
-    return _json({"failures": rows, "next": nxt})
+    return json_response({"failures": rows, "next": nxt})
 
 
 list_failures.scopes = ("admin",)

@@ -19,38 +19,26 @@ from ledger.executor import CommandRejected
 from ledger.scim_extensions import RegisterScimExtension, list_extensions, tenant_schemas
 from ledger.store import ConcurrencyError
 
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, detail: str, field: str | None = None, code: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": detail, "status": status}
-    if field:
-        body["field"] = field
-    if code:
-        body["code"] = code
-    return _json(body, status)
-
+from .json_api import json_error, json_response
 
 _WRAPPER_KEYS = frozenset({"schema", "resourcetype", "required"})
 
 
 def _command(body: Any) -> RegisterScimExtension | web.Response:
     if not isinstance(body, dict):
-        return _error(400, "the body must be a JSON object (an RFC 7643 schema document)", code="invalidSyntax")
+        return json_error(400, "the body must be a JSON object (an RFC 7643 schema document)", code="invalidSyntax")
     low = {k.lower(): v for k, v in body.items() if isinstance(k, str)}
     if "schema" in low and isinstance(low["schema"], dict):
         extra = sorted(k for k in body if not isinstance(k, str) or k.lower() not in _WRAPPER_KEYS)
         if extra:
-            return _error(400, f"unknown field {extra[0]!r} (expected schema, resourceType, required)",
-                          field=str(extra[0]), code="invalidValue")
+            return json_error(400, f"unknown field {extra[0]!r} (expected schema, resourceType, required)",
+                              field=str(extra[0]), code="invalidValue")
         rt = low.get("resourcetype", "User")
         required = low.get("required", False)
         if not isinstance(rt, str):
-            return _error(400, "resourceType must be a string", field="resourceType", code="invalidValue")
+            return json_error(400, "resourceType must be a string", field="resourceType", code="invalidValue")
         if not isinstance(required, bool):
-            return _error(400, "required must be a boolean", field="required", code="invalidValue")
+            return json_error(400, "required must be a boolean", field="required", code="invalidValue")
         return RegisterScimExtension(low["schema"], rt, required)
     return RegisterScimExtension(body)
 
@@ -63,9 +51,9 @@ async def register(request: web.Request) -> web.Response:
         raw = await request.read()
         body = orjson.loads(raw) if raw.strip() else None
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, "the request body is too large")
+        return json_error(413, "the request body is too large")
     except orjson.JSONDecodeError as exc:
-        return _error(400, f"malformed JSON: {exc}", code="invalidSyntax")
+        return json_error(400, f"malformed JSON: {exc}", code="invalidSyntax")
     cmd = _command(body)
     if isinstance(cmd, web.Response):
         return cmd
@@ -74,18 +62,18 @@ async def register(request: web.Request) -> web.Response:
         result = await rt.bus.execute(tenant, cmd, metadata={
             "actor": principal.actor, "source": "admin", "request_id": request.get("request_id")})
     except CommandRejected as exc:
-        return _error(exc.status, exc.detail, exc.extra.get("field"), exc.code or None)
+        return json_error(exc.status, exc.detail, exc.extra.get("field"), exc.code or None)
     except ConcurrencyError:
-        return _error(409, f"schema {cmd.document.get('id')} already exists for this tenant", field="id",
-                      code="uniqueness")
+        return json_error(409, f"schema {cmd.document.get('id')} already exists for this tenant", field="id",
+                          code="uniqueness")
     # committed: refresh this process's view of the tenant's schemas at once
     await tenant_schemas(rt.pool, tenant, max_age=0)
-    return _json(result, 201)
+    return json_response(result, 201)
 
 
 async def list_all(request: web.Request) -> web.Response:
     from .app import RUNTIME
-    return _json({"extensions": await list_extensions(request.app[RUNTIME].pool, request.match_info["tenant"])})
+    return json_response({"extensions": await list_extensions(request.app[RUNTIME].pool, request.match_info["tenant"])})
 
 
 register.scopes = ("admin",)
