@@ -32,6 +32,7 @@ from ledger.events import Event, NewEvent, event  # noqa: E402
 from ledger.executor import Command, CommandBus, Decision, Handler  # noqa: E402
 from ledger.migrate import migrate  # noqa: E402
 from ledger.store import EventStore, StreamChange  # noqa: E402
+from benchkit import pct  # noqa: E402  (latency percentiles in ms, as every benchmark)
 
 
 @event("BenchNoted")
@@ -56,11 +57,6 @@ class Note(Command):
     caller: int
     i: int
     handler = NoteHandler()
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
 
 
 async def run_callers(callers: int, per: int, fn):

@@ -38,15 +38,11 @@ from ledger.licences import (LicenceExpired, PoolCreated, PoolRenewed, PoolResiz
                              SeatAssigned, SeatGrantsChanged, SeatReleased, SeatResumed, SeatSuspended)
 from ledger.migrate import migrate  # noqa: E402
 from ledger.store import EventStore, Head, StreamChange, lock_head, plan_rows  # noqa: E402
+from benchkit import pct  # noqa: E402  (latency percentiles in ms, as every benchmark)
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 SPAN = timedelta(days=730)
 TENANT = "bench"
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
 
 
 def synthesize(n_events: int, n_users: int, n_pools: int, seed: int = 7):
