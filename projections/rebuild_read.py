@@ -33,16 +33,16 @@ async def pages(pool: asyncpg.Pool, conn, tenant: str, after: int, upto: int, pa
     bounds = [(a, min(upto, a + page)) for a in range(after, upto, page)]
     spare = max(0, min(READERS, readers, pool.get_max_size() - 1, len(bounds)))
     acquired = [await pool.acquire() for _ in range(spare)]
-    readers: asyncio.Queue = asyncio.Queue()
+    idle: asyncio.Queue = asyncio.Queue()      # the connections free to read a page
     for c in acquired or [conn]:
-        readers.put_nowait(c)
+        idle.put_nowait(c)
 
     async def read(a: int, b: int) -> list[dict]:
-        c = await readers.get()
+        c = await idle.get()
         try:
             return await read_page(c, tenant, a, b)
         finally:
-            readers.put_nowait(c)
+            idle.put_nowait(c)
 
     pending = [asyncio.ensure_future(read(*b)) for b in bounds[:max(1, spare)]]
     nxt = len(pending)
