@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -118,12 +117,9 @@ async def _run(request: web.Request, command) -> web.Response:
             "actor": principal.actor, "source": "admin", "request_id": request.get("request_id")},
             idempotency_key=request.headers.get("Idempotency-Key"))
     except CommandRejected as exc:
-        resp = json_error(exc.status, exc.detail, exc.extra.get("field"), exc.code)
-        if "instant" in exc.extra:      # the instant a pool was full, for a refused correction
-            body = orjson.loads(resp.body)
-            body["instant"] = exc.extra["instant"]
-            return json_response(body, exc.status)
-        return resp
+        # and the instant a pool was full, for a refused correction
+        return json_error(exc.status, exc.detail, exc.extra.get("field"), exc.code,
+                          **{k: exc.extra[k] for k in ("instant",) if k in exc.extra})
     except ConcurrencyError:
         return json_error(409, "concurrent change, retry", code="conflict")
     return json_response(result, 200)
