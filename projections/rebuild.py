@@ -52,7 +52,7 @@ from projections.rebuild_compare import (MAX_REPORTED, TableReport, compare_stag
                                          compare_swap, empty_tables, restage, stage)
 from projections.rebuild_temporal import CATCH_UP_LAG, TEMPORAL_TABLES  # noqa: F401  (tests read them here)
 from projections.rebuild_licences import LicenceFold  # noqa: F401  (the lean fold's test imports it here)
-from projections.rebuild_read import pages, read_page
+from projections.rebuild_read import Event, pages, read_page
 
 _DIRECTORY_STREAMS = ("user-", "group-", "scim-extension-", "erasure-")
 
@@ -84,20 +84,20 @@ class _Folds:
     marks: dict[int, int] = field(default_factory=dict)   # recorded time (µs) -> last sequence (temporal_marks)
 
 
-async def _fold(conn, f: _Folds, events: list[dict], *, temporal: bool = True) -> None:
-    """Fold canonical event documents (sequence order). Seat events in effective order are folded
+async def _fold(conn, f: _Folds, events: list[Event], *, temporal: bool = True) -> None:
+    """Fold events (sequence order). Seat events in effective order are folded
     from their raw data; the rest of the pool events - terms, rules, corrections, a backdated event
     that refolds its pair - are decoded as usual. `temporal=False`: the tail the temporal group feeds
     itself."""
     lean_ok, apply_raw, fold_raw, directory = tp.lean_ok, f.temporal.apply_raw, f.licences.apply_raw, f.directory
     marks = f.marks
     for e in events:
-        stream = e["stream"]
+        stream = e.stream
         if temporal:
-            marks[e["recorded_us"]] = e["seq"]      # in sequence order: the last is the greatest
+            marks[e.recorded_us] = e.seq      # in sequence order: the last is the greatest
         if stream.startswith("pool-"):
-            typ, sv, d, seq = e["type"], e["schema_version"], e["data"], e["seq"]
-            eff = from_micros(e["effective_us"])
+            typ, sv, d, seq = e.type, e.schema_version, e.data, e.seq
+            eff = from_micros(e.effective_us)
             if lean_ok(typ, sv) and d.get("pool_id") == stream[5:]:
                 fold_raw(typ, eff, d)
                 if not temporal or apply_raw(seq, stream[5:], typ, eff, d):
@@ -113,10 +113,9 @@ async def _fold(conn, f: _Folds, events: list[dict], *, temporal: bool = True) -
                                                   ev)], decoded=True)
             continue
         if stream.startswith("product-"):
-            f.licences.apply(stream, e["type"], from_micros(e["effective_us"]),
-                             decode(e["type"], e["schema_version"], e["data"]))
+            f.licences.apply(stream, e.type, from_micros(e.effective_us), decode(e.type, e.schema_version, e.data))
         elif stream.startswith(_DIRECTORY_STREAMS):
-            directory.apply(e, from_micros(e["recorded_us"]))
+            directory.apply(e, from_micros(e.recorded_us))
 
 
 # ---- driver -----------------------------------------------------------------------------------------
@@ -142,10 +141,10 @@ async def rebuild_tenant(pool: asyncpg.Pool, tenant: str, *, check: bool = False
             gc.enable()
 
 
-async def _missing_keys(conn, tenant: str, f: _Folds, events: list[dict]) -> None:
+async def _missing_keys(conn, tenant: str, f: _Folds, events: list[Event]) -> None:
     """Keys of subjects first seen in `events` (created after the fold loaded the tenant's keys)."""
-    want = {env["subject"] for e in events if isinstance(e["data"], dict)
-            and isinstance(env := e["data"].get(ENVELOPE_KEY), dict)} - set(f.directory.keys)
+    want = {env["subject"] for e in events if isinstance(e.data, dict)
+            and isinstance(env := e.data.get(ENVELOPE_KEY), dict)} - set(f.directory.keys)
     if want:
         for r in await conn.fetch("SELECT subject, key FROM subject_keys WHERE tenant_id = $1 "
                                   "AND subject = ANY($2::text[])", tenant, list(want)):
@@ -268,7 +267,7 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool, phases: di
     return await _swap_inline(conn, tenant, f, h0, head, check), head
 
 
-async def _fold_tail(conn, tenant: str, f: _Folds, h0: int, head: int) -> list[dict]:
+async def _fold_tail(conn, tenant: str, f: _Folds, h0: int, head: int) -> list[Event]:
     """Holding the tenant lock: the events after H0 folded into the inline folds; those events."""
     tail = await read_page(conn, tenant, h0, head)
     if tail:
@@ -294,7 +293,7 @@ async def _swap_inline(conn, tenant: str, f: _Folds, h0: int, head: int, check: 
     if tail:
         pools, ids, whole = set(), set(), False
         for e in tail:
-            s, d = e["stream"], e["data"]
+            s, d = e.stream, e.data
             if s.startswith("pool-"):
                 pools.add(s[5:])
             elif s.startswith(("user-", "group-")):

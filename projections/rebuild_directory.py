@@ -44,6 +44,7 @@ from ledger.scim.schema import casefold_doc
 from ledger.scim_extensions import _build, _defaults
 from projections.directory import erased_doc, iso, stored_doc
 from projections.rebuild_compare import Table
+from projections.rebuild_read import Event
 
 TABLES = (
     Table("scim_resources", ("id",), ("type", "doc", "doc_ci", "version", "created", "last_modified")),
@@ -122,12 +123,12 @@ class DirectoryFold:
         p._fix_schemas()
         r.doc = p.doc
 
-    def apply(self, e: dict, recorded: datetime) -> None:
-        """One event of a user-, group-, scim-extension- or erasure- stream (its canonical document)."""
+    def apply(self, e: Event, recorded: datetime) -> None:
+        """One event of a user-, group-, scim-extension- or erasure- stream."""
         self.events += 1
-        typ, d = e["type"], e["data"]
-        if e["schema_version"] != _latest.get(typ, e["schema_version"]):
-            d = upcast(typ, e["schema_version"], d)[1]
+        typ, d, sv = e.type, e.data, e.schema_version
+        if sv != _latest.get(typ, sv):
+            d = upcast(typ, sv, d)[1]
         env = d.pop(ENVELOPE_KEY, None)
         if env is not None:
             key = self.keys.get(env["subject"])
@@ -135,7 +136,7 @@ class DirectoryFold:
                 d.update(open_envelope(key, self.tenant, env))
         if typ == "ScimExtensionRegistered":
             self.extensions[d["schema_id"]] = (d["resource_type"], d.get("required", False), d["definition"],
-                                               recorded, e["seq"])
+                                               recorded, e.seq)
             self._schemas = None
             return
         if typ == "SubjectErased":
@@ -145,14 +146,14 @@ class DirectoryFold:
         if typ == "UserCreated":
             doc = dict(d.get("attributes") or {})
             _merge(doc, d.get("personal_attributes"))
-            self.res[rid] = _Res("User", doc, e["stream_version"], recorded, recorded)
+            self.res[rid] = _Res("User", doc, e.stream_version, recorded, recorded)
             return
         if typ == "GroupCreated":
             attrs = dict(d.get("attributes") or {})
             schemas = attrs.pop("schemas", None)
             r = self.res[rid] = _Res("Group", {"schemas": schemas or [GROUP_URN], **attrs,
                                                "displayName": d["display_name"]},
-                                     e["stream_version"], recorded, recorded)
+                                     e.stream_version, recorded, recorded)
             if schemas is None and any(":" in k for k in attrs):     # an extension, before schemas travelled
                 self._schemas_rule(r)
             return
@@ -174,7 +175,7 @@ class DirectoryFold:
         r = self.res.get(rid)
         if r is None:
             return
-        r.version, r.modified = e["stream_version"], recorded
+        r.version, r.modified = e.stream_version, recorded
         unset = False
         if typ in _UPDATES or typ == "GroupPatched":
             changed = d.get("changed") or {}

