@@ -143,6 +143,28 @@ async def test_rebuild_catches_up_writes_made_meanwhile(bus, pg_pool, app_pool, 
     assert after.ok, [(t.table, t.differences) for t in after.tables if not t.ok]
 
 
+async def test_a_first_build_counts_its_rows_without_hashing_them(bus, pg_pool, app_pool, store, tenant,
+                                                                  monkeypatch):
+    """A table that was empty is reported with its rows counted and listed, and no digest: there is
+    nothing to compare one with (`--check` afterwards hashes both sides)."""
+    import projections.rebuild as rb
+    await seeded(bus, pg_pool, store, tenant)
+    await rebuild_tenant(app_pool, tenant)
+    monkeypatch.setattr(rb, "BULK_LOAD", 1)
+    async with pg_pool.acquire() as conn:
+        n = await conn.fetchval("SELECT count(*) FROM licence_seats WHERE tenant_id = $1", tenant)
+        await conn.execute("DELETE FROM licence_seats WHERE tenant_id = $1", tenant)
+    rep = await rebuild_tenant(app_pool, tenant)
+    seats = next(t for t in rep.tables if t.table == "licence_seats")
+    assert n > 0 and not seats.ok and rep.swapped
+    assert (seats.live_rows, seats.rebuilt_rows, seats.live_digest, seats.rebuilt_digest) == \
+        (0, n, "0:0", f"{n}:first build")
+    assert len(seats.differences) == n and all(d["live"] is None for d in seats.differences)
+    assert all(t.ok for t in rep.tables if t.table != "licence_seats")
+    after = await rebuild_tenant(app_pool, tenant, check=True)
+    assert after.ok and next(t for t in after.tables if t.table == "licence_seats").rebuilt_rows == n
+
+
 async def test_temporal_tail_written_while_the_rows_were_staged(bus, pg_pool, app_pool, store, tenant):
     """Temporal rows are staged as of the head read before the temporal lock; seat events committed
     meanwhile - an assignment, a release, a backdated release that refolds a pair - are fed under the
