@@ -255,10 +255,14 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool, phases: di
         deferred = await bulk.defer(conn, [t for t in _INLINE if t in empty and len(rows[t]) >= bulk.BULK_ROWS]) \
             if bulk_load else None
         bare = set(deferred.tables) if deferred is not None else set()
-        reports = [await compare_swap(conn, tenant, t, rows.pop(name), check=check, ordered=name not in bare)
-                   for name, t in _INLINE.items()]
+        reports, loaded = [], []
+        for name, t in _INLINE.items():
+            loaded.append(rows.pop(name))
+            reports.append(await compare_swap(conn, tenant, t, loaded[-1], check=check, ordered=name not in bare))
         if deferred is not None:
             t1 = time.perf_counter()
+            # the loaded rows (about a second to free) are let go while PostgreSQL builds the first index
+            asyncio.get_running_loop().call_soon(loaded.clear)
             await deferred.build(conn)
             phases["inline_indexes"] = time.perf_counter() - t1
         return reports, head

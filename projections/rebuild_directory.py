@@ -205,13 +205,16 @@ class DirectoryFold:
         decimal = {k: _has_decimal(a for s in (rs.schema, *[x for x, _ in rs.extensions]) for a in s.attributes)
                    for k, rs in rss.items()} if self.extensions else {}
         resources = []
+        isos: dict[datetime, str] = {}      # a batch of creates shares its recorded time: each formatted once
         for rid, r in (self.res.items() if ids is None else ((i, self.res[i]) for i in ids if i in self.res)):
             doc = r.doc
             if r.type == "User" and rid in self.erased:
                 doc = erased_doc(doc)
             if decimal.get(r.type):
                 doc = decimals_back(doc, rss[r.type])
-            full = stored_doc(rid, _Doc(r.type, doc), iso(r.created), iso(r.modified))
+            created = isos.get(r.created) or isos.setdefault(r.created, iso(r.created))
+            modified = isos.get(r.modified) or isos.setdefault(r.modified, iso(r.modified))
+            full = stored_doc(rid, _Doc(r.type, doc), created, modified)
             resources.append((t, rid, r.type, _dumps(full), _dumps(casefold_doc(full, rss[r.type])), r.version,
                               r.created, r.modified))
         members = [(t, g, m, mt) for g, ms in self.members.items() if g in self.res

@@ -95,12 +95,17 @@ class LicenceFold:
         """table -> rows as the live projection stores them (tenant, keys, values); `pools`: only
         the rows of those pools (licence_pools, licence_seats - a refolded tail's scope)."""
         rows, seats = [], []
+        grants: dict[frozenset, list[str]] = {}     # a few sets of grants, each sorted once (COPY only reads them)
         for pid, p in self.pools.items():
             if pools is not None and pid not in pools:
                 continue
-            rows.append((tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count()))
-            seats += [(tenant, pid, uid, s.state, sorted(s.grants), s.priority, s.since, s.requested_at,
-                       s.overage, s.suspended_until, s.order) for uid, s in p.seats.items()]
+            n = len(seats)
+            seats += [(tenant, pid, uid, s.state, grants.get(s.grants) or grants.setdefault(s.grants, sorted(s.grants)),
+                       s.priority, s.since, s.requested_at, s.overage, s.suspended_until, s.order)
+                      for uid, s in p.seats.items()]
+            waiting = sum(1 for r in seats[n:] if r[3] == "waiting")
+            rows.append((tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter,
+                         len(seats) - n - waiting + p.unloaded_held))      # PoolState.held_count()
         return {"licence_pools": rows, "licence_seats": seats,
                 "licence_products": [(tenant, k, v) for k, v in self.products.items()],
                 "licence_rules": [(tenant, *k, *v) for k, v in self.rules.items()],
