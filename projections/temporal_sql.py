@@ -25,29 +25,37 @@ from __future__ import annotations
 
 from projections.temporal import SEAT_TYPES
 
-# The tenant's seat events up to H0 ($2), with the pair's key in "C" order and what each kind of event
-# sets: grants sorted and distinct as `lean_key` makes them (one- and two-element arrays without a
-# subquery), priority, overage, a suspension's end, a release's reason.
+# The tenant's seat events up to H0 ($2) and what each kind of event sets, as values whose maximum over
+# the pair's events so far is the last event of that kind (PostgreSQL has no "last non-null" window):
+# * start (opens or ends a seat) and st (sets its state): seq * 4 + a code, integers whose remainder
+#   says what the event set - start: 0 ended, 1 assigned, 2 assigned as overage, 3 queued; st: 1
+#   active, 2 waiting, 3 suspended;
+# * gp (grants and priority) and su (a suspension's end): text prefixed by the sequence at a fixed width
+#   of 19 digits (10^18 + seq: "C" order is sequence order), grants sorted and distinct as `lean_key`
+#   makes them (one- and two-element arrays without a subquery) with the priority appended.
+# Integers where they suffice: a text key is cut apart character by character (UTF-8), and the old
+# all-text keys spent a second of a 1M-event rebuild doing that.
 _SEAT_EVENTS = """
   SELECT e.pool_id, e.user_id, e.seq, e.eff, e.type, e.reason,
-    -- what the event sets, each prefixed by its sequence (fixed width: "C" order is sequence order)
-    CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatReleased', 'SeatDequeued', 'LicenceExpired') THEN
-      e.k || CASE e.type WHEN 'SeatAssigned' THEN CASE WHEN e.overage THEN 'at' ELSE 'af' END
-                         WHEN 'SeatQueued' THEN 'qf' ELSE 'x' END END COLLATE "C" AS start,
+    CASE e.type WHEN 'SeatAssigned' THEN e.seq * 4 + CASE WHEN e.overage THEN 2 ELSE 1 END
+                WHEN 'SeatQueued' THEN e.seq * 4 + 3
+                WHEN 'SeatReleased' THEN e.seq * 4 WHEN 'SeatDequeued' THEN e.seq * 4
+                WHEN 'LicenceExpired' THEN e.seq * 4 END AS start,
     CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatGrantsChanged') THEN
-      e.k || (CASE jsonb_array_length(e.g)
+      (1000000000000000000 + e.seq)::text || (CASE jsonb_array_length(e.g)
         WHEN 1 THEN ARRAY[e.g->>0]
         WHEN 2 THEN CASE WHEN (e.g->>0) COLLATE "C" < (e.g->>1) COLLATE "C" THEN ARRAY[e.g->>0, e.g->>1]
                          WHEN (e.g->>0) COLLATE "C" > (e.g->>1) COLLATE "C" THEN ARRAY[e.g->>1, e.g->>0]
                          ELSE ARRAY[e.g->>0] END
         ELSE ARRAY(SELECT DISTINCT x COLLATE "C" FROM jsonb_array_elements_text(e.g) AS x ORDER BY 1)
       END || e.priority::text)::text END COLLATE "C" AS gp,
-    CASE WHEN e.type IN ('SeatAssigned', 'SeatQueued', 'SeatSuspended', 'SeatResumed') THEN
-      e.k || CASE e.type WHEN 'SeatQueued' THEN 'w' WHEN 'SeatSuspended' THEN 's' || (e.until::timestamptz)::text
-                         ELSE 'a' END END COLLATE "C" AS st
+    CASE e.type WHEN 'SeatAssigned' THEN e.seq * 4 + 1 WHEN 'SeatResumed' THEN e.seq * 4 + 1
+                WHEN 'SeatQueued' THEN e.seq * 4 + 2 WHEN 'SeatSuspended' THEN e.seq * 4 + 3 END AS st,
+    CASE WHEN e.type = 'SeatSuspended' THEN
+      (1000000000000000000 + e.seq)::text || (e.until::timestamptz)::text END COLLATE "C" AS su
   FROM (
     SELECT substr(e.stream, 6) AS pool_id, (e.data->>'user_id') COLLATE "C" AS user_id, e.seq,
-      e.effective_at AS eff, e.type, lpad(e.seq::text, 19, '0') AS k, e.data->'grants' AS g,
+      e.effective_at AS eff, e.type, e.data->'grants' AS g,
       (e.data->>'priority')::int AS priority, coalesce((e.data->>'overage')::boolean, false) AS overage,
       e.data->>'until' AS until,
       CASE e.type WHEN 'LicenceExpired' THEN 'term_ended'
@@ -63,13 +71,13 @@ _SEAT_EVENTS = """
 # `Writer.apply_raw` makes them for a pair whose events come in effective order with no correction
 # (the caller replaces the rows of the other pairs), and every pair's seat event sequences and latest
 # instant into {pairs}: one statement over one sort of the seat events.
-# A key is one string: state ('a' active, 'w' waiting, 's' + suspended_until) | overage ('t'/'f') |
-# grants and priority as an array's text. $1 tenant, $2 H0, $3 seat types, $4 {pool: product} (a lookup,
+# A key is four columns: state (1 active, 2 waiting, 3 suspended), the suspension's end as text, overage,
+# grants and priority as an array's text; all NULL when there is no seat. $1 tenant, $2 H0, $3 seat types, $4 {pool: product} (a lookup,
 # not a join: a new ledger has no planner statistics, and a join planned for one row runs per row).
 WRITE = f"""
 WITH run AS MATERIALIZED (   -- per event, in the pair's sequence order: the last events of each kind so far
   SELECT s.pool_id, s.user_id, s.seq, s.eff, s.type, s.reason,
-    max(s.start) OVER w AS start, max(s.gp) OVER w AS gp, max(s.st) OVER w AS st,
+    max(s.start) OVER w AS start, max(s.gp) OVER w AS gp, max(s.st) OVER w AS st, max(s.su) OVER w AS su,
     array_agg(s.seq) OVER w AS seqs, max(s.eff) OVER w AS last_eff, lead(s.seq) OVER w IS NULL AS last
   FROM ({_SEAT_EVENTS}) s
   WINDOW w AS (PARTITION BY s.pool_id, s.user_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
@@ -78,34 +86,34 @@ pairs AS (
   INSERT INTO {{pairs}} (tenant_id, pool_id, user_id, seqs, last_eff)
   SELECT $1, pool_id, user_id, seqs, last_eff FROM run WHERE last
 ),
-keyed AS (      -- temporal.lean_key, folded into one string (NULL: no seat)
+keyed AS (      -- temporal.lean_key as columns (all NULL: no seat): state, its end if suspended, overage, grants|priority
   SELECT pool_id, user_id, seq, eff, type, reason,
-    CASE WHEN substr(start, 20, 1) IN ('a', 'q')
-         THEN substr(st, 20) || '|' || substr(start, 21, 1) || '|' || substr(gp, 20) END
-      AS key
-  FROM run
+    CASE WHEN o THEN (st % 4)::int END AS ks,
+    CASE WHEN o AND st % 4 = 3 THEN substr(su, 20) END AS ku,
+    CASE WHEN o THEN start % 4 = 2 END AS kov,
+    CASE WHEN o THEN substr(gp, 20) END AS kgp
+  FROM (SELECT r.*, start % 4 > 0 AS o FROM run r OFFSET 0) r     -- o: a seat is open (computed once)
 ),
 spans AS (      -- the events that change the key, each with the next one
   SELECT *, lead(seq) OVER p AS next_seq, lead(eff) OVER p AS next_eff, lead(type) OVER p AS next_type,
          lead(reason) OVER p AS next_reason
   FROM (
-    SELECT k.*, key IS DISTINCT FROM lag(key) OVER p AS changed FROM keyed k
+    SELECT k.*, (ks, ku, kov, kgp) IS DISTINCT FROM (lag(ks) OVER p, lag(ku) OVER p, lag(kov) OVER p, lag(kgp) OVER p)
+      AS changed FROM keyed k
     WINDOW p AS (PARTITION BY pool_id, user_id ORDER BY seq)
   ) x WHERE changed
   WINDOW p AS (PARTITION BY pool_id, user_id ORDER BY seq)
 ),
-opened AS (     -- the key read back where a state opens
-  SELECT s.*, split_part(key, '|', 1) AS st, split_part(key, '|', 2) = 't' AS overage,
-    substr(key, length(split_part(key, '|', 1)) + 4)::text[] AS g
-  FROM spans s WHERE key IS NOT NULL
-  OFFSET 0      -- read once per state: pulled up, each would be read again at every use in every row
+opened AS (     -- grants and priority read back where a state opens
+  SELECT s.*, s.kgp::text[] AS g FROM spans s WHERE ks IS NOT NULL
+  OFFSET 0      -- read once per state: pulled up, it would be parsed again at every use in every row
 )
 INSERT INTO {{intervals}} (tenant_id, pool_id, product_id, user_id, state, grants, priority, overage,
   suspended_until, valid, known, opened_seq, opened_type, closed_seq, closed_type, closed_reason)
 SELECT $1, s.pool_id, coalesce($4::jsonb->>s.pool_id, ''), s.user_id,
-       CASE left(s.st, 1) WHEN 'a' THEN 'active' WHEN 'w' THEN 'waiting' ELSE 'suspended' END,
-       s.g[1:cardinality(s.g) - 1], s.g[cardinality(s.g)]::int, s.overage,
-       CASE WHEN left(s.st, 1) = 's' THEN substr(s.st, 2)::timestamptz END,
+       CASE s.ks WHEN 1 THEN 'active' WHEN 2 THEN 'waiting' ELSE 'suspended' END,
+       s.g[1:cardinality(s.g) - 1], s.g[cardinality(s.g)]::int, s.kov,
+       s.ku::timestamptz,
        -- row 1: believed open-ended from its sequence until the next change (or still); row 2, when the
        -- next change is later: from then on, the state ended there (a state that lasted no time is dropped)
        CASE WHEN r = 1 THEN tstzrange(s.eff, NULL, '[)') ELSE tstzrange(s.eff, s.next_eff, '[)') END,
