@@ -97,9 +97,10 @@ async def _fold(conn, f: _Folds, events: list[Event], *, temporal: bool = True) 
             marks[e.recorded_us] = e.seq      # in sequence order: the last is the greatest
         if stream.startswith("pool-"):
             typ, sv, d, seq = e.type, e.schema_version, e.data, e.seq
-            eff = from_micros(e.effective_us)
+            us = e.effective_us
+            eff = from_micros(us)
             if lean_ok(typ, sv) and d.get("pool_id") == stream[5:]:
-                fold_raw(typ, eff, d)
+                fold_raw(typ, us, d)
                 if not temporal or apply_raw(seq, stream[5:], typ, eff, d):
                     continue
                 ev = decode(typ, sv, d)

@@ -25,6 +25,7 @@ import orjson
 
 MAX_REPORTED = 1000
 _EMPTY = "0:0"
+PG_EPOCH_US = 946_684_800_000_000      # 2000-01-01 in Unix microseconds: PostgreSQL's epoch
 
 
 @dataclass
@@ -49,6 +50,9 @@ class Table:
     values: tuple[str, ...]        # the other stored columns
     order: str | None = None       # insertion order of a bulk load (the reading index's)
     column_order: tuple[str, ...] | None = None    # of the records, when not (tenant, keys, values)
+    # the records' timestamptz values are (microseconds since 2000-01-01,) tuples, which COPY sends as
+    # they are (asyncpg's tuple format) instead of taking a datetime apart per value
+    micros: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -108,13 +112,31 @@ def _side(table: Table) -> str:
     return f"rb_{table.name}"
 
 
+async def _copy(conn, target: str, table: Table, records) -> None:
+    """COPY `records` into `target` (shaped like `table`)."""
+    if not table.micros:
+        await conn.copy_records_to_table(target, records=records, columns=table.columns)
+        return
+    # for this COPY only: a time is sent as the tuple it already is (no other query runs on the
+    # connection meanwhile: the caller awaits it)
+    await conn.set_type_codec("timestamptz", schema="pg_catalog", encoder=tuple, decoder=_no_decode, format="tuple")
+    try:
+        await conn.copy_records_to_table(target, records=records, columns=table.columns)
+    finally:
+        await conn.reset_type_codec("timestamptz", schema="pg_catalog")
+
+
+def _no_decode(v):
+    raise AssertionError("the COPY codec of times only encodes")
+
+
 async def stage(conn, table: Table, records: list[tuple]) -> None:
     """The rebuilt rows into the side table `rb_<table>` (temporary, dropped at commit)."""
     side = _side(table)
     await conn.execute(f"DROP TABLE IF EXISTS {side}")
     await conn.execute(f"CREATE TEMP TABLE {side} (LIKE {table.name} INCLUDING GENERATED) ON COMMIT DROP")
     if records:     # unsorted: the side table has no index, the swap's INSERT ... SELECT sorts
-        await conn.copy_records_to_table(side, records=records, columns=table.columns)
+        await _copy(conn, side, table, records)
 
 
 async def restage(conn, table: Table, where: str | None, args: list, records: list[tuple]) -> None:
@@ -123,7 +145,7 @@ async def restage(conn, table: Table, where: str | None, args: list, records: li
     if where:
         await conn.execute(f"DELETE FROM {_side(table)} WHERE {where}", *args)
     if records:
-        await conn.copy_records_to_table(_side(table), records=records, columns=table.columns)
+        await _copy(conn, _side(table), table, records)
 
 
 async def empty_tables(conn, tenant: str, tables) -> set[str]:
@@ -138,8 +160,7 @@ async def copy_in_key_order(conn, target: str, table: Table, records: list[tuple
     order of its indexes, half their work of the same rows in fold order (`ordered` False: a table
     without indexes, which gains nothing from the sort)."""
     if records:
-        await conn.copy_records_to_table(target, records=table.sorted(records) if ordered else records,
-                                         columns=table.columns)
+        await _copy(conn, target, table, table.sorted(records) if ordered else records)
 
 
 async def compare_swap(conn, tenant: str, table: Table, records: list[tuple], *, check: bool,

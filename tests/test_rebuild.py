@@ -16,7 +16,7 @@ from ledger.directory import USER_RS, CreateUser
 from ledger.events import NewEvent
 from ledger.replay import USER_URN
 from ledger.scim.resource import normalize
-from ledger.licence_admin import AddRule, AdminAssign
+from ledger.licence_admin import AddRule, AdminAssign, CorrectSeatStart
 from ledger.licences import SeatReleased
 from ledger.store import StreamChange
 from projections import temporal as tp
@@ -163,6 +163,33 @@ async def test_a_first_build_counts_its_rows_without_hashing_them(bus, pg_pool, 
     assert all(t.ok for t in rep.tables if t.table != "licence_seats")
     after = await rebuild_tenant(app_pool, tenant, check=True)
     assert after.ok and next(t for t in after.tables if t.table == "licence_seats").rebuilt_rows == n
+
+
+@pytest.mark.parametrize("first_build", [False, True])
+async def test_a_corrected_seat_start_rebuilds_as_the_write_path_wrote_it(bus, pg_pool, app_pool, store, tenant,
+                                                                          first_build, monkeypatch):
+    """A seat whose start was corrected goes through `evolve` in the rebuild's fold and holds datetimes,
+    the others integer microseconds: both reach COPY as the live projection holds them."""
+    import projections.rebuild as rb
+    await seeded(bus, pg_pool, store, tenant)
+    await rebuild_tenant(app_pool, tenant)          # the seeded correction, appended behind the bus, projected
+    async with pg_pool.acquire() as conn:
+        since = await conn.fetchval("SELECT since FROM licence_seats WHERE tenant_id = $1 AND user_id = 'a'", tenant)
+    await bus.execute(tenant, CorrectSeatStart("p1", "a", since - timedelta(milliseconds=1)))
+    async with pg_pool.acquire() as conn:
+        live = await conn.fetch("SELECT user_id, since, requested_at, suspended_until FROM licence_seats "
+                                "WHERE tenant_id = $1 ORDER BY user_id", tenant)
+        if first_build:
+            monkeypatch.setattr(rb, "BULK_LOAD", 1)
+            await conn.execute("DELETE FROM licence_seats WHERE tenant_id = $1", tenant)
+    assert live[0]["since"] == since - timedelta(milliseconds=1)
+    await tp.ensure_current(app_pool, tenant)       # the temporal tables caught up: the check compares all
+    rep = await rebuild_tenant(app_pool, tenant, check=not first_build)
+    assert rep.ok != first_build, [(t.table, t.differences) for t in rep.tables if not t.ok]
+    async with pg_pool.acquire() as conn:
+        assert await conn.fetch("SELECT user_id, since, requested_at, suspended_until FROM licence_seats "
+                                "WHERE tenant_id = $1 ORDER BY user_id", tenant) == live
+    assert (await rebuild_tenant(app_pool, tenant, check=True)).ok
 
 
 async def test_temporal_tail_written_while_the_rows_were_staged(bus, pg_pool, app_pool, store, tenant):

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import orjson
 
+from ledger.canonical import to_micros
 from ledger.licences import SeatQueued
 from projections import temporal as tp
 from projections.rebuild import LicenceFold
@@ -50,7 +51,7 @@ def test_lean_fold_equals_the_decoded_fold():
         if stream.startswith("pool-"):
             apply(slow_w, seq, pid, typ, eff, ev)
         if stream.startswith("pool-") and tp.lean_ok(typ, ev.version):
-            lean_f.apply_raw(typ, eff, data)
+            lean_f.apply_raw(typ, to_micros(eff), data)
             if lean_w.apply_raw(seq, pid, typ, eff, data):
                 lean_used += 1
             else:
