@@ -120,7 +120,10 @@ SELECT $1, s.pool_id, coalesce($4::jsonb->>s.pool_id, ''), s.user_id,
        CASE WHEN r = 1 THEN int8range(s.seq, s.next_seq, '[)') ELSE int8range(s.next_seq, NULL, '[)') END,
        s.seq, s.type,
        CASE WHEN r = 2 THEN s.next_seq END, CASE WHEN r = 2 THEN s.next_type END, CASE WHEN r = 2 THEN s.next_reason END
-FROM opened s, generate_series(1, CASE WHEN s.next_seq IS NOT NULL AND s.next_eff > s.eff THEN 2 ELSE 1 END) AS r
+-- two rows per state where the next change is later: a VALUES list per row (a set-returning function
+-- here would fill a tuplestore per row, about half a second of a 1M-event rebuild)
+FROM opened s CROSS JOIN LATERAL (VALUES (1), (2)) AS v(r)
+WHERE r = 1 OR (s.next_seq IS NOT NULL AND s.next_eff > s.eff)
 -- no ORDER BY: the rows come in the windows' (pool, user) order already - the order of the indexes, which
 -- then take them at about half the work - and a sort the planner cannot see is needed would cost more
 """
