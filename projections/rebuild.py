@@ -98,13 +98,14 @@ async def _fold(conn, f: _Folds, events: list[Event], *, temporal: bool = True) 
         if stream.startswith("pool-"):
             typ, sv, d, seq = e.type, e.schema_version, e.data, e.seq
             us = e.effective_us
-            eff = from_micros(us)
             if lean_ok(typ, sv) and d.get("pool_id") == stream[5:]:
                 fold_raw(typ, us, d)
-                if not temporal or apply_raw(seq, stream[5:], typ, eff, d):
+                if not temporal or apply_raw(seq, stream[5:], typ, us, d):
                     continue
+                eff = from_micros(us)
                 ev = decode(typ, sv, d)
             else:
+                eff = from_micros(us)
                 if typ in tp.LEAN_TYPES and not lean_ok(typ, sv):
                     f.temporal.unsafe = True        # SQL reads seat events at their current version only
                 ev = decode(typ, sv, d)

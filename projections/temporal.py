@@ -34,6 +34,7 @@ import asyncpg
 import orjson
 from asyncpg import Range
 
+from ledger.canonical import from_micros
 from ledger.events import Event, _latest, decode
 from ledger.licences import (LicenceExpired, PoolCreated, PoolState, Seat, SeatAssigned, SeatGrantsChanged,
                              SeatReleased, SeatResumed, SeatSuspended, evolve)
@@ -151,7 +152,7 @@ class Pair:
     pool_id: str
     user_id: str
     seqs: list[int]
-    last_eff: datetime | None
+    last_eff: datetime | int | None   # int (microseconds) while the pair is not folded
     seat: Seat | None
     rows: list[Row]                   # the current belief, sorted by valid_from
     stored: bool = False
@@ -262,6 +263,8 @@ class Writer:
     def needs_history(self, pool_id: str, user_id: str, eff: datetime, typ: str) -> list[int] | None:
         """The earlier sequences to fetch before applying a seat event effective at `eff`, or None."""
         p = self.pairs.get((pool_id, user_id))
+        if p is not None and not p.folded:      # a lazy pair is folded from its history before anything else
+            return list(p.seqs) if p.seqs else None
         if p is None or p.last_eff is None or (eff >= p.last_eff and typ not in CORRECTIONS):
             return None
         return list(p.seqs)
@@ -327,22 +330,26 @@ class Writer:
         for seq, eff, ev, typ in sorted(history or (), key=lambda h: h[0]):
             self.apply(seq, p.pool_id, typ, eff, ev)
 
-    def apply_raw(self, seq: int, pool_id: str, typ: str, eff: datetime, d: dict) -> bool:
-        """`apply` for a lean seat event (see `lean_ok`) from its raw data, when it extends the pair's
-        timeline (effective at or after its latest event). False: nothing done, use `apply`."""
+    def apply_raw(self, seq: int, pool_id: str, typ: str, us: int, d: dict) -> bool:
+        """`apply` for a lean seat event (see `lean_ok`) from its raw data, effective at `us`
+        (microseconds), when it extends the pair's timeline (effective at or after its latest event).
+        False: nothing done, use `apply`."""
         uid = d["user_id"]
         k = (pool_id, uid)
         p = self.pairs.get(k)
         if p is None:
             p = self.pairs[k] = Pair(pool_id, uid, [], None, None, [], folded=not self.lazy)
-        elif p.last_eff is not None and eff < p.last_eff:
-            return False
         if not p.folded:                # lazy: its rows come from SQL unless a later event refolds it
+            if p.last_eff is not None and us < p.last_eff:
+                return False
             if pool_id not in self.products:
                 self.unsafe = True
-            p.last_eff = eff
+            p.last_eff = us             # an integer: most pairs are never folded, and need no datetime
             p.seqs.append(seq)
             return True
+        eff = from_micros(us)
+        if p.last_eff is not None and eff < p.last_eff:
+            return False
         self.events += 1
         if seq > self.last_seq:
             self.last_seq = seq

@@ -52,7 +52,7 @@ def test_lean_fold_equals_the_decoded_fold():
             apply(slow_w, seq, pid, typ, eff, ev)
         if stream.startswith("pool-") and tp.lean_ok(typ, ev.version):
             lean_f.apply_raw(typ, to_micros(eff), data)
-            if lean_w.apply_raw(seq, pid, typ, eff, data):
+            if lean_w.apply_raw(seq, pid, typ, to_micros(eff), data):
                 lean_used += 1
             else:
                 apply(lean_w, seq, pid, typ, eff, ev)
