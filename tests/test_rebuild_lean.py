@@ -66,3 +66,23 @@ def test_lean_fold_equals_the_decoded_fold():
     assert slow_f.tables() == lean_f.tables()
     assert sorted(map(repr, slow_w.inserts())) == sorted(map(repr, lean_w.inserts()))
     assert slow_w.pair_rows() == lean_w.pair_rows()
+
+
+def test_a_lazy_pair_is_folded_from_its_history_before_any_event_it_applies():
+    """A lazy pair tracks only its sequences and latest instant (in microseconds): an event that needs
+    `apply` - backdated or not - gets the pair's history first, and the pair then holds datetimes."""
+    from datetime import datetime, timezone
+    from ledger.licences import SeatAssigned, SeatGrantsChanged
+    w = tp.Writer("t", lazy=True)
+    w.products["p"] = "x"
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assigned = SeatAssigned(pool_id="p", user_id="u", grants=["a"], priority=1)
+    assert w.apply_raw(1, "p", "SeatAssigned", to_micros(t0), assigned.model_dump(mode="json"))
+    p = w.pairs[("p", "u")]
+    assert not p.folded and p.seqs == [1] and p.last_eff == to_micros(t0)
+    later = t0 + timedelta(hours=1)
+    assert w.needs_history("p", "u", later, "SeatGrantsChanged") == [1]
+    w.apply(2, "p", "SeatGrantsChanged", later,
+            SeatGrantsChanged(pool_id="p", user_id="u", grants=["b"], priority=1), [(1, t0, assigned, "SeatAssigned")])
+    assert p.folded and p.seqs == [1, 2] and p.last_eff == later
+    assert {(r[4], r[5]) for r in w.inserts()} == {("active", ("a",)), ("active", ("b",))}
