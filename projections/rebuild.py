@@ -251,23 +251,40 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool, phases: di
         head = (await lock_head(conn, tenant)).seq
         t0 = time.perf_counter()
         await _fold_tail(conn, tenant, f, h0, head)
-        rows = {**f.licences.records(tenant), **f.directory.tables()}
+        rows = f.licences.records(tenant)
         phases["inline_rows"] = time.perf_counter() - t0
-        # `bulk_load` (an owner connection): the big tables no tenant has a row in take their indexes after the rows
-        deferred = await bulk.defer(conn, [t for t in _INLINE if t in empty and len(rows[t]) >= bulk.BULK_ROWS]) \
+        # `bulk_load` (an owner connection): the big tables no tenant has a row in take their indexes after
+        # the rows (the directory's sizes from the fold: its rows are made below)
+        sizes = {**{t: len(r) for t, r in rows.items()}, "scim_resources": len(f.directory.res),
+                 "group_members": sum(len(m) for m in f.directory.members.values())}
+        deferred = await bulk.defer(conn, [t for t in _INLINE if t in empty and sizes.get(t, 0) >= bulk.BULK_ROWS]) \
             if bulk_load else None
         bare = set(deferred.tables) if deferred is not None else set()
-        reports, loaded = [], []
-        for name, t in _INLINE.items():
-            loaded.append(rows.pop(name))
-            reports.append(await compare_swap(conn, tenant, t, loaded[-1], check=check, ordered=name not in bare))
+        reports = {}
+        for name in (t.name for t in rl.TABLES):
+            reports[name] = await compare_swap(conn, tenant, _INLINE[name], rows[name], check=check,
+                                               ordered=name not in bare)
+        t1 = time.perf_counter()
+        # PostgreSQL builds the licence tables' indexes while Python makes the directory's rows and
+        # lets the licence rows go (a second or two of each side's work, overlapped)
+        building = asyncio.ensure_future(deferred.build(conn, [t.name for t in rl.TABLES])) \
+            if deferred is not None else None
+        await asyncio.sleep(0)          # its statements are sent before Python gets busy
+        rows.clear()
+        try:
+            t2 = time.perf_counter()
+            rows = f.directory.tables()
+            phases["inline_rows"] += time.perf_counter() - t2
+        finally:
+            if building is not None:
+                await building          # failed or not: the connection is free again before anything else
+        for name in (t.name for t in rd.TABLES):
+            reports[name] = await compare_swap(conn, tenant, _INLINE[name], rows[name], check=check,
+                                               ordered=name not in bare)
         if deferred is not None:
-            t1 = time.perf_counter()
-            # the loaded rows (about a second to free) are let go while PostgreSQL builds the first index
-            asyncio.get_running_loop().call_soon(loaded.clear)
             await deferred.build(conn)
             phases["inline_indexes"] = time.perf_counter() - t1
-        return reports, head
+        return [reports[name] for name in _INLINE], head
     await _stage_inline(conn, tenant, f, phases)
     head = (await lock_head(conn, tenant)).seq
     return await _swap_inline(conn, tenant, f, h0, head, check), head

@@ -45,15 +45,16 @@ ORDER BY i.indrelid, i.indexrelid
 class Deferred:
     """The indexes dropped for a load, and the statements that build them again."""
     tables: list[str]
-    builds: list[str] = field(default_factory=list)
+    builds: list[tuple[str, str]] = field(default_factory=list)     # (table, statement)
 
-    async def build(self, conn) -> None:
-        """The dropped indexes built from the loaded rows (in the loading transaction)."""
-        # one sort per index, in memory where it fits (the load's rows are in the buffers now)
-        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-        for sql in self.builds:
-            await conn.execute(sql)
-        self.builds = []
+    async def build(self, conn, tables: list[str] | None = None) -> None:
+        """The dropped indexes (of `tables`, or all) built from the loaded rows, in the loading
+        transaction. One round trip: a caller may go on with Python work while PostgreSQL builds."""
+        todo = [sql for t, sql in self.builds if tables is None or t in tables]
+        self.builds = [(t, sql) for t, sql in self.builds if tables is not None and t not in tables]
+        if todo:
+            # one sort per index, in memory where it fits (the load's rows are in the buffers now)
+            await conn.execute(";\n".join(["SET LOCAL maintenance_work_mem = '256MB'", *todo]))
 
 
 async def defer(conn, tables: list[str]) -> Deferred | None:
@@ -77,10 +78,10 @@ async def defer(conn, tables: list[str]) -> Deferred | None:
             for r in await conn.fetch(_INDEXES, tables):
                 if r["conname"]:
                     await conn.execute(f'ALTER TABLE {r["tbl"]} DROP CONSTRAINT "{r["conname"]}"')
-                    d.builds.append(f'ALTER TABLE {r["tbl"]} ADD CONSTRAINT "{r["conname"]}" {r["condef"]}')
+                    d.builds.append((r["tbl"], f'ALTER TABLE {r["tbl"]} ADD CONSTRAINT "{r["conname"]}" {r["condef"]}'))
                 else:
                     await conn.execute(f"DROP INDEX {r['idx']}")
-                    d.builds.append(r["def"])
+                    d.builds.append((r["tbl"], r["def"]))
             return d
     except _Refused:
         return None

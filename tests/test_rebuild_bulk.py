@@ -199,7 +199,7 @@ async def test_a_failed_load_keeps_every_index_and_writes_nothing(fresh, monkeyp
     await forget_projections(d)
     before = await indexes(d)
 
-    async def fail(self, conn):
+    async def fail(self, conn, tables=None):
         raise RuntimeError("the load failed")
 
     if where == "temporal":
