@@ -109,15 +109,12 @@ class LicenceFold:
         for pid, p in self.pools.items():
             if pools is not None and pid not in pools:
                 continue
-            n = len(seats)
+            rows.append((tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter, p.held_count()))
             seats += [(tenant, pid, uid, s.state, grants.get(s.grants) or grants.setdefault(s.grants, sorted(s.grants)),
                        s.priority, (s.since - pg,) if type(s.since) is int else _micros(s.since),
                        (s.requested_at - pg,) if type(s.requested_at) is int else _micros(s.requested_at),
                        s.overage, None if s.suspended_until is None else _micros(s.suspended_until), s.order)
                       for uid, s in p.seats.items()]
-            waiting = sum(1 for r in seats[n:] if r[3] == "waiting")
-            rows.append((tenant, pid, p.terms.product_id, terms_to_json(p.terms), p.counter,
-                         len(seats) - n - waiting + p.unloaded_held))      # PoolState.held_count()
         return {"licence_pools": rows, "licence_seats": seats,
                 "licence_products": [(tenant, k, v) for k, v in self.products.items()],
                 "licence_rules": [(tenant, *k, *v) for k, v in self.rules.items()],
