@@ -283,6 +283,8 @@ async def _inline(conn, tenant: str, f: _Folds, h0: int, check: bool, phases: di
                                                ordered=name not in bare)
         if deferred is not None:
             await deferred.build(conn)
+            # from the licence indexes' start to the last index built: the directory's rows and COPY,
+            # overlapped with the first, are inside it
             phases["inline_indexes"] = time.perf_counter() - t1
         return [reports[name] for name in _INLINE], head
     await _stage_inline(conn, tenant, f, phases)

@@ -12,9 +12,7 @@ verify` does that). Pages are read ahead on other connections of the pool while 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
-
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 import msgspec

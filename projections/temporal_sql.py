@@ -72,8 +72,9 @@ _SEAT_EVENTS = """
 # (the caller replaces the rows of the other pairs), and every pair's seat event sequences and latest
 # instant into {pairs}: one statement over one sort of the seat events.
 # A key is four columns: state (1 active, 2 waiting, 3 suspended), the suspension's end as text, overage,
-# grants and priority as an array's text; all NULL when there is no seat. $1 tenant, $2 H0, $3 seat types, $4 {pool: product} (a lookup,
-# not a join: a new ledger has no planner statistics, and a join planned for one row runs per row).
+# grants and priority as an array's text; all NULL when there is no seat. $1 tenant, $2 H0, $3 seat
+# types, $4 {pool: product} (a lookup, not a join: a new ledger has no planner statistics, and a join
+# planned for one row runs per row).
 WRITE = f"""
 WITH run AS MATERIALIZED (   -- per event, in the pair's sequence order: the last events of each kind so far
   SELECT s.pool_id, s.user_id, s.seq, s.eff, s.type, s.reason,
